@@ -1,0 +1,70 @@
+/*
+ * JWT (HS256 only: "alg" is pinned, "none" and every other algorithm are
+ * refused) and the payment webhook signature of R-PAY:
+ * X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">.
+ * All MAC comparisons are constant time (CRYPTO_memcmp).
+ */
+#ifndef SLK_AUTH_H
+#define SLK_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slk/common.h"
+
+enum slk_role {
+    SLK_ROLE_NONE = 0,
+    SLK_ROLE_STUDENT,
+    SLK_ROLE_INSTRUCTOR,
+    SLK_ROLE_ADMIN,
+};
+
+const char *slk_role_name(enum slk_role role);
+enum slk_role slk_role_parse(const char *s); /* SLK_ROLE_NONE when unknown */
+
+struct slk_identity {
+    char sub[SLK_MAX_ID_LEN + 1];
+    enum slk_role role;
+    int64_t exp;
+};
+
+/*
+ * Verifies a compact JWS (header.payload.signature, base64url without
+ * padding). Requires header alg == "HS256", a valid signature, integer exp
+ * > now, sub matching the id pattern, and a known role. now is unix seconds.
+ * Returns 0, SLK_EAUTH (malformed, bad signature, bad claims) or
+ * SLK_EEXPIRED.
+ */
+int slk_jwt_verify(const char *token, size_t len, const unsigned char *secret, size_t secret_len, int64_t now,
+                   struct slk_identity *out) SLK_MUST_CHECK;
+
+/* Mints an HS256 token; returns malloc'd string or NULL. */
+char *slk_jwt_sign(const char *sub, enum slk_role role, int64_t exp, const unsigned char *secret,
+                   size_t secret_len) SLK_MUST_CHECK;
+
+#define SLK_SIGNATURE_TOLERANCE_S 300
+
+/*
+ * Verifies an X-Signature header value over body. Returns 0, SLK_EAUTH
+ * (missing/malformed/bad MAC), SLK_EEXPIRED (t older than tolerance) or
+ * SLK_EEARLY (t further in the future than tolerance).
+ */
+int slk_signature_verify(const char *header, size_t header_len, const char *body, size_t body_len,
+                         const unsigned char *secret, size_t secret_len, int64_t now) SLK_MUST_CHECK;
+
+/* Writes "t=<now>,v1=<hex>" into out (at least 96 bytes). Used by tests, tools and outgoing webhooks. */
+int slk_signature_make(char *out, size_t outlen, const char *body, size_t body_len, const unsigned char *secret,
+                       size_t secret_len, int64_t now) SLK_MUST_CHECK;
+
+/* Cryptographic randomness (OpenSSL RAND_bytes). */
+int slk_random_bytes(void *buf, size_t len) SLK_MUST_CHECK;
+/* Random UUID v4, lower-case, into out[37]. */
+int slk_uuid_v4(char out[37]) SLK_MUST_CHECK;
+/* True when s is a canonical UUID (any version, either case). */
+int slk_uuid_valid(const char *s, size_t len);
+/* prefix + 32 random hex chars, into out (needs strlen(prefix)+33). */
+int slk_random_token(char *out, size_t outlen, const char *prefix) SLK_MUST_CHECK;
+/* ^[A-Za-z0-9._:-]{1,64}$ */
+int slk_id_valid(const char *s, size_t len);
+
+#endif

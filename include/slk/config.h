@@ -1,0 +1,46 @@
+/*
+ * Settings from flags and environment (flags win), validated once at start.
+ */
+#ifndef SLK_CONFIG_H
+#define SLK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slk/common.h"
+
+struct slk_config {
+    char *listen_host;
+    int listen_port;
+    char *redis_url;
+    char *database_url;
+    char *jwt_secret;
+    char *webhook_secret;
+    int hold_ttl_seconds; /* default hold_seconds for instructors that set none */
+    int workers;
+    int log_level; /* SLK_LOG_* */
+    bool auth_disabled;
+    size_t max_header_bytes;
+    size_t max_body_bytes;
+    uint64_t request_timeout_ms;
+    uint64_t idle_timeout_ms;
+    size_t max_connections;
+    uint64_t redis_timeout_ms;
+    uint64_t pg_timeout_ms;
+    int pg_pool_size;
+    uint64_t drain_timeout_ms;
+    bool migrate; /* apply migrations at start */
+};
+
+/*
+ * Fills cfg from environment then argv (argv[first..argc)). On a bad value
+ * or unknown flag writes a message to errbuf and returns SLK_EINVAL (the
+ * caller exits 2). Sets *want_help / *want_version for --help / --version.
+ */
+int slk_config_load(struct slk_config *cfg, int argc, char **argv, int first, bool *want_help, bool *want_version,
+                    char *errbuf, size_t errlen) SLK_MUST_CHECK;
+void slk_config_free(struct slk_config *cfg);
+void slk_config_print_usage(void); /* to stdout */
+
+#endif

@@ -1,0 +1,23 @@
+/*
+ * The JSON envelope of R-API on top of slk_response_send():
+ *   {"success": true, "message": "...", "data": {...}}
+ *   {"success": false, "message": "...", "error": {"code": "...", "details": {...}}}
+ * Content-Type: application/json; charset=utf-8.
+ */
+#ifndef SLK_RESPONSE_H
+#define SLK_RESPONSE_H
+
+#include <jansson.h>
+
+#include "slk/http.h"
+
+/* Steals data (may be NULL: then {}). Releases req. */
+void slk_reply_ok(struct slk_request *req, int status, const char *message, json_t *data);
+/* Steals details (may be NULL: then {}). Releases req. */
+void slk_reply_error(struct slk_request *req, int status, const char *code, const char *message, json_t *details);
+/* 422 validation_failed with details.field. */
+void slk_reply_invalid(struct slk_request *req, const char *field, const char *message);
+/* 503 unavailable with Retry-After: 1. */
+void slk_reply_unavailable(struct slk_request *req, const char *what);
+
+#endif

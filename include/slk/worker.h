@@ -1,0 +1,45 @@
+/*
+ * One event-loop thread and everything it owns: its loop, HTTP server,
+ * Redis connection, Postgres pool and caches. Handlers reach all of it
+ * through req->worker; nothing here is shared between workers.
+ */
+#ifndef SLK_WORKER_H
+#define SLK_WORKER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "slk/config.h"
+
+struct slk_http_server;
+struct slk_redis;
+struct slk_pg_pool;
+struct slk_router;
+struct slk_instructor_cache;
+
+struct slk_worker {
+    int id;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t stop_async; /* wakes the loop to begin draining */
+    uv_timer_t drain_timer;
+    const struct slk_config *cfg;
+    struct slk_router *router; /* shared, read-only after start */
+    struct slk_http_server *http;
+    struct slk_redis *redis;
+    struct slk_pg_pool *pg;
+    struct slk_instructor_cache *instructors;
+    int listen_fd;
+    bool draining;
+};
+
+int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, struct slk_router *router,
+                    int listen_fd) SLK_MUST_CHECK;
+/* Runs the loop on a new thread (or the calling one when id == 0 and run_here). */
+int slk_worker_start(struct slk_worker *w) SLK_MUST_CHECK;
+/* Thread-safe: asks the worker to drain (stop accepting, finish in-flight, close). */
+void slk_worker_stop(struct slk_worker *w);
+void slk_worker_join(struct slk_worker *w);
+void slk_worker_free(struct slk_worker *w);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: being written; fails until replaced */
+int main(void) { return 1; }
