@@ -1,2 +1,44 @@
--- placeholder
-return 0
+-- hold.lua: take every unit of a booking's range, or none.
+--
+-- KEYS[1]  slk:{i}:meta     instructor settings cache: ver, cfg
+-- KEYS[2]  slk:{i}:fence    per-instructor fencing counter
+-- KEYS[3]  slk:{i}:b:<uuid> the booking record
+-- KEYS[4..] slk:{i}:u:<minute>  one key per grid unit covered (buffer included)
+-- ARGV[1]  settings version the caller validated the request against
+-- ARGV[2]  booking uuid
+-- ARGV[3]  unit expiry, unix ms (PXAT): the hold's hold_expires_at
+-- ARGV[4]  record expiry, unix ms (PXAT)
+-- ARGV[5..] field, value pairs stored in the booking record
+--
+-- Returns {"OK", fence} | {"TAKEN", first_index, last_index} (0-based unit
+-- indexes) | {"STALE", ver, cfg} when the settings changed since the caller
+-- read them | {"NOLOAD"} when Redis holds no settings for the instructor
+-- (first use, or Redis restarted empty): the caller reloads from Postgres,
+-- confirmed bookings included, before any hold is granted.
+local ver = redis.call('HGET', KEYS[1], 'ver')
+if not ver then
+    return {'NOLOAD'}
+end
+if ver ~= ARGV[1] then
+    return {'STALE', ver, redis.call('HGET', KEYS[1], 'cfg')}
+end
+
+local first, last
+for i = 4, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+        first = first or (i - 4)
+        last = i - 4
+    end
+end
+if first then
+    return {'TAKEN', first, last}
+end
+
+local value = 'H:' .. ARGV[2]
+for i = 4, #KEYS do
+    redis.call('SET', KEYS[i], value, 'PXAT', ARGV[3])
+end
+local fence = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[3], 'fence', fence, unpack(ARGV, 5))
+redis.call('PEXPIREAT', KEYS[3], ARGV[4])
+return {'OK', fence}

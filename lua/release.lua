@@ -1,2 +1,39 @@
--- placeholder
-return 0
+-- release.lua: free a booking's units and record its new status.
+--
+-- KEYS[1]  slk:{i}:b:<uuid> the booking record
+-- KEYS[2..] its unit keys
+-- ARGV[1]  booking uuid
+-- ARGV[2]  mode: 'hold'  = only a live, unpaid hold may be released
+--                 'force' = Postgres already changed the booking; just free
+-- ARGV[3]  new status
+-- ARGV[4]  now, unix ms
+-- ARGV[5..] field, value pairs to store in the record
+--
+-- Only units that still carry this booking's own value are deleted, so a
+-- unit that expired and was taken by another hold is never freed by mistake.
+-- Returns {"OK"} | {"STATUS", status} | {"NOTFOUND"}.
+local status = redis.call('HGET', KEYS[1], 'status')
+if ARGV[2] == 'hold' then
+    if not status then
+        return {'NOTFOUND'}
+    end
+    if status ~= 'payment_required' then
+        return {'STATUS', status}
+    end
+    local expires = tonumber(redis.call('HGET', KEYS[1], 'expires'))
+    if expires and expires <= tonumber(ARGV[4]) then
+        return {'STATUS', 'expired'}
+    end
+end
+
+local held, booked = 'H:' .. ARGV[1], 'B:' .. ARGV[1]
+for i = 2, #KEYS do
+    local v = redis.call('GET', KEYS[i])
+    if v == held or v == booked then
+        redis.call('DEL', KEYS[i])
+    end
+end
+if status then
+    redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated', ARGV[4], unpack(ARGV, 5))
+end
+return {'OK'}

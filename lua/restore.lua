@@ -1,2 +1,23 @@
--- placeholder
-return 0
+-- restore.lua: load an instructor's settings and confirmed future bookings
+-- from Postgres into Redis (first use, after a settings change, or after
+-- Redis restarted empty). Holds are refused (NOLOAD) until this has run, so
+-- a confirmed slot is never offered again after a Redis restart.
+--
+-- KEYS[1]  slk:{i}:meta
+-- KEYS[2..] unit keys of confirmed/paid bookings
+-- ARGV[1]  settings version
+-- ARGV[2]  settings JSON
+-- ARGV[3..] per unit key, in order: value ('B:<uuid>'), expiry unix ms (PXAT)
+--
+-- An older version never overwrites a newer one written concurrently.
+-- Returns the version now in force.
+for i = 2, #KEYS do
+    local j = 3 + (i - 2) * 2
+    redis.call('SET', KEYS[i], ARGV[j], 'PXAT', ARGV[j + 1])
+end
+local current = redis.call('HGET', KEYS[1], 'ver')
+if not current or tonumber(current) < tonumber(ARGV[1]) then
+    redis.call('HSET', KEYS[1], 'ver', ARGV[1], 'cfg', ARGV[2])
+    return ARGV[1]
+end
+return current

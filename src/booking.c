@@ -1,2 +1,263 @@
-/* placeholder: being written */
-#include "slk/common.h"
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slk/booking.h"
+#include "slk/timeutil.h"
+
+void slk_booking_init(struct slk_booking *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->price_cents = -1;
+    b->refund_eligible = -1;
+}
+
+void slk_booking_clear(struct slk_booking *b)
+{
+    free(b->purpose);
+    free(b->payment_reference);
+    free(b->cancel_reason);
+    slk_booking_init(b);
+}
+
+static int copy_fixed(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len >= cap)
+        return SLK_EPROTO;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return 0;
+}
+
+static int64_t to_i64(const char *s)
+{
+    return s == NULL ? 0 : strtoll(s, NULL, 10);
+}
+
+static char *dup_or_null(const char *s, size_t len)
+{
+    if (s == NULL || len == 0)
+        return NULL;
+    return strndup(s, len);
+}
+
+static int set_hash_field(struct slk_booking *b, const char *k, const char *v, size_t vlen)
+{
+    if (strcmp(k, "uuid") == 0)
+        return copy_fixed(b->uuid, sizeof(b->uuid), v, vlen);
+    if (strcmp(k, "status") == 0)
+        return copy_fixed(b->status, sizeof(b->status), v, vlen);
+    if (strcmp(k, "student") == 0)
+        return copy_fixed(b->student, sizeof(b->student), v, vlen);
+    if (strcmp(k, "course") == 0)
+        return copy_fixed(b->course, sizeof(b->course), v, vlen);
+    if (strcmp(k, "instructor") == 0)
+        return copy_fixed(b->instructor, sizeof(b->instructor), v, vlen);
+    if (strcmp(k, "currency") == 0)
+        return copy_fixed(b->currency, sizeof(b->currency), v, vlen);
+    if (strcmp(k, "session") == 0)
+        return copy_fixed(b->session, sizeof(b->session), v, vlen);
+    if (strcmp(k, "cancelled_by") == 0)
+        return copy_fixed(b->cancelled_by, sizeof(b->cancelled_by), v, vlen);
+    if (strcmp(k, "purpose") == 0)
+        b->purpose = dup_or_null(v, vlen);
+    else if (strcmp(k, "payref") == 0)
+        b->payment_reference = dup_or_null(v, vlen);
+    else if (strcmp(k, "cancel_reason") == 0)
+        b->cancel_reason = dup_or_null(v, vlen);
+    else if (strcmp(k, "start") == 0)
+        b->start_ms = to_i64(v);
+    else if (strcmp(k, "end") == 0)
+        b->end_ms = to_i64(v);
+    else if (strcmp(k, "expires") == 0)
+        b->hold_expires_ms = to_i64(v);
+    else if (strcmp(k, "created") == 0)
+        b->created_ms = to_i64(v);
+    else if (strcmp(k, "updated") == 0)
+        b->updated_ms = to_i64(v);
+    else if (strcmp(k, "cancelled") == 0)
+        b->cancelled_ms = to_i64(v);
+    else if (strcmp(k, "price") == 0)
+        b->price_cents = vlen == 0 ? -1 : to_i64(v);
+    else if (strcmp(k, "fence") == 0)
+        b->fence = to_i64(v);
+    else if (strcmp(k, "ufirst") == 0)
+        b->units_first_min = to_i64(v);
+    else if (strcmp(k, "umin") == 0)
+        b->unit_minutes = (int)to_i64(v);
+    else if (strcmp(k, "ucount") == 0)
+        b->unit_count = (int)to_i64(v);
+    else if (strcmp(k, "refund") == 0)
+        b->refund_eligible = (int)to_i64(v);
+    else if (strcmp(k, "accept") == 0)
+        b->requires_acceptance = vlen == 1 && v[0] == '1';
+    else if (strcmp(k, "pg") == 0)
+        b->in_pg = vlen == 1 && v[0] == '1';
+    return 0;
+}
+
+int slk_booking_from_hash(struct slk_booking *b, const redisReply *r)
+{
+    slk_booking_init(b);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+        return SLK_ENOTFOUND;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            return SLK_EPROTO;
+        if (set_hash_field(b, k->str, v->str, v->len) != 0) {
+            slk_booking_clear(b);
+            return SLK_EPROTO;
+        }
+    }
+    if (b->uuid[0] == '\0' || b->status[0] == '\0' || b->unit_count <= 0 || b->unit_minutes <= 0) {
+        slk_booking_clear(b);
+        return SLK_EPROTO;
+    }
+    return 0;
+}
+
+static const char *pg_text(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static void pg_copy(char *dst, size_t cap, const PGresult *res, int row, int col)
+{
+    const char *s = pg_text(res, row, col);
+    snprintf(dst, cap, "%s", s == NULL ? "" : s);
+}
+
+static char *pg_dup(const PGresult *res, int row, int col)
+{
+    const char *s = pg_text(res, row, col);
+    return s == NULL ? NULL : strdup(s);
+}
+
+int slk_booking_from_pg(struct slk_booking *b, const PGresult *res, int row)
+{
+    slk_booking_init(b);
+    if (PQnfields(res) < 23 || row >= PQntuples(res))
+        return SLK_EPROTO;
+    pg_copy(b->uuid, sizeof(b->uuid), res, row, 0);
+    pg_copy(b->status, sizeof(b->status), res, row, 1);
+    pg_copy(b->student, sizeof(b->student), res, row, 2);
+    pg_copy(b->course, sizeof(b->course), res, row, 3);
+    pg_copy(b->instructor, sizeof(b->instructor), res, row, 4);
+    b->start_ms = to_i64(pg_text(res, row, 5));
+    b->end_ms = to_i64(pg_text(res, row, 6));
+    b->hold_expires_ms = to_i64(pg_text(res, row, 7));
+    b->created_ms = to_i64(pg_text(res, row, 8));
+    b->updated_ms = to_i64(pg_text(res, row, 9));
+    b->cancelled_ms = to_i64(pg_text(res, row, 10));
+    b->price_cents = pg_text(res, row, 11) == NULL ? -1 : to_i64(pg_text(res, row, 11));
+    pg_copy(b->currency, sizeof(b->currency), res, row, 12);
+    b->purpose = pg_dup(res, row, 13);
+    pg_copy(b->session, sizeof(b->session), res, row, 14);
+    b->payment_reference = pg_dup(res, row, 15);
+    b->fence = to_i64(pg_text(res, row, 16));
+    b->units_first_min = to_i64(pg_text(res, row, 17));
+    b->unit_minutes = (int)to_i64(pg_text(res, row, 18));
+    b->unit_count = (int)to_i64(pg_text(res, row, 19));
+    b->cancel_reason = pg_dup(res, row, 20);
+    pg_copy(b->cancelled_by, sizeof(b->cancelled_by), res, row, 21);
+    const char *refund = pg_text(res, row, 22);
+    b->refund_eligible = refund == NULL ? -1 : refund[0] == 't';
+    b->in_pg = true;
+    return 0;
+}
+
+const char *slk_booking_status(const struct slk_booking *b, int64_t now_ms)
+{
+    bool unpaid = strcmp(b->status, "payment_required") == 0 || strcmp(b->status, "confirming") == 0;
+    if (unpaid && now_ms >= b->hold_expires_ms)
+        return "expired";
+    if (unpaid)
+        return "payment_required";
+    return b->status;
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0)
+        return json_null();
+    char buf[32];
+    slk_time_format_rfc3339(ms, buf);
+    return json_string(buf);
+}
+
+static json_t *string_or_null(const char *s)
+{
+    return s == NULL || s[0] == '\0' ? json_null() : json_string(s);
+}
+
+json_t *slk_booking_to_json(const struct slk_booking *b, int64_t now_ms)
+{
+    json_t *price = b->price_cents < 0 ? json_null() : json_real((double)b->price_cents / 100.0);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:I}", "uuid",
+                          b->uuid, "status", slk_booking_status(b, now_ms), "student_uuid", b->student, "course_uuid",
+                          b->course, "instructor_uuid", b->instructor, "start_time", time_or_null(b->start_ms),
+                          "end_time", time_or_null(b->end_ms), "price_amount", price, "currency",
+                          string_or_null(b->currency), "purpose", string_or_null(b->purpose), "payment_session_id",
+                          b->session, "payment_reference", string_or_null(b->payment_reference), "hold_expires_at",
+                          time_or_null(b->hold_expires_ms), "created_at", time_or_null(b->created_ms), "updated_at",
+                          time_or_null(b->updated_ms), "fence_token", (json_int_t)b->fence);
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "availability_block_uuid", json_string(b->uuid));
+    if (b->cancelled_ms != 0) {
+        json_object_set_new(o, "cancelled_at", time_or_null(b->cancelled_ms));
+        json_object_set_new(o, "cancel_reason", string_or_null(b->cancel_reason));
+        json_object_set_new(o, "cancelled_by", string_or_null(b->cancelled_by));
+        json_object_set_new(o, "refund_eligible",
+                            b->refund_eligible < 0 ? json_null() : json_boolean(b->refund_eligible));
+    }
+    return o;
+}
+
+int slk_key_meta(char *buf, const char *instructor)
+{
+    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:meta", instructor);
+}
+
+int slk_key_fence(char *buf, const char *instructor)
+{
+    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:fence", instructor);
+}
+
+int slk_key_booking(char *buf, const char *instructor, const char *uuid)
+{
+    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:b:%s", instructor, uuid);
+}
+
+int slk_key_unit(char *buf, const char *instructor, int64_t minute)
+{
+    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:u:%" PRId64, instructor, minute);
+}
+
+int slk_key_index(char *buf, const char *uuid)
+{
+    return snprintf(buf, SLK_KEY_MAX, "slk:bi:%s", uuid);
+}
+
+char **slk_booking_unit_keys(const char *instructor, int64_t first_min, int unit_minutes, int unit_count)
+{
+    if (unit_count <= 0 || unit_count > SLK_MAX_UNITS || unit_minutes <= 0)
+        return NULL;
+    size_t n = (size_t)unit_count;
+    char **keys = malloc(n * sizeof(char *) + n * SLK_KEY_MAX);
+    if (keys == NULL)
+        return NULL;
+    char *storage = (char *)(keys + n);
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = storage + i * SLK_KEY_MAX;
+        slk_key_unit(keys[i], instructor, first_min + (int64_t)i * unit_minutes);
+    }
+    return keys;
+}
+
+void slk_price_format(int64_t cents, char out[32])
+{
+    snprintf(out, 32, "%" PRId64 ".%02" PRId64, cents / 100, cents % 100);
+}

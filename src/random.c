@@ -1,2 +1,107 @@
-/* placeholder: being written */
-#include "slk/common.h"
+#include <limits.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "slk/auth.h"
+
+static const char hex_digits[] = "0123456789abcdef";
+
+int slk_random_bytes(void *buf, size_t len)
+{
+    unsigned char *p = buf;
+
+    /* RAND_bytes takes an int length; feed large requests in slices. */
+    while (len > 0) {
+        int n = len > INT_MAX ? INT_MAX : (int)len;
+        if (RAND_bytes(p, n) != 1)
+            return SLK_EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void hex_encode(char *out, const unsigned char *in, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = hex_digits[in[i] >> 4];
+        out[2 * i + 1] = hex_digits[in[i] & 0x0f];
+    }
+}
+
+int slk_uuid_v4(char out[37])
+{
+    unsigned char b[16];
+    int rc = slk_random_bytes(b, sizeof(b));
+    if (rc != 0)
+        return rc;
+    /* RFC 4122 section 4.4: version 4 in the high nibble of byte 6, variant 10xx in byte 8. */
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+
+    char *p = out;
+    static const size_t groups[] = {4, 2, 2, 2, 6};
+    size_t off = 0;
+    for (size_t g = 0; g < SLK_ARRAY_SIZE(groups); g++) {
+        if (g > 0)
+            *p++ = '-';
+        hex_encode(p, b + off, groups[g]);
+        p += 2 * groups[g];
+        off += groups[g];
+    }
+    *p = '\0';
+    return 0;
+}
+
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+int slk_uuid_valid(const char *s, size_t len)
+{
+    if (s == NULL || len != 36)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        bool dash_pos = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash_pos ? s[i] != '-' : !is_hex(s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+int slk_random_token(char *out, size_t outlen, const char *prefix)
+{
+    unsigned char b[16];
+    size_t plen = prefix != NULL ? strlen(prefix) : 0;
+
+    if (out == NULL || outlen < plen + 2 * sizeof(b) + 1)
+        return SLK_EINVAL;
+    int rc = slk_random_bytes(b, sizeof(b));
+    if (rc != 0)
+        return rc;
+    if (plen > 0)
+        memcpy(out, prefix, plen);
+    hex_encode(out + plen, b, sizeof(b));
+    out[plen + 2 * sizeof(b)] = '\0';
+    return 0;
+}
+
+static bool is_id_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == ':' || c == '-';
+}
+
+int slk_id_valid(const char *s, size_t len)
+{
+    if (s == NULL || len == 0 || len > SLK_MAX_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_id_char(s[i]))
+            return 0;
+    }
+    return 1;
+}

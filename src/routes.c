@@ -1,2 +1,114 @@
-/* placeholder: being written */
-#include "slk/common.h"
+#include <stddef.h>
+
+#include "slk/routes.h"
+
+static const char *const labels[SLK_ROUTE__COUNT + 1] = {
+#define SLK__ROUTE_LABEL(id, label, method, pattern, handler) [SLK_ROUTE_##id] = label,
+    SLK_ROUTE_MAP(SLK__ROUTE_LABEL)
+#undef SLK__ROUTE_LABEL
+        [SLK_ROUTE_NONE] = "none",
+};
+
+const char *slk_route_label(int route_id)
+{
+    if (route_id < 0 || route_id > SLK_ROUTE_NONE)
+        route_id = SLK_ROUTE_NONE;
+    return labels[route_id];
+}
+
+/* Registration and dispatch: route match, authentication, then the handler. */
+
+#include <string.h>
+
+#include "slk/auth.h"
+#include "slk/config.h"
+#include "slk/response.h"
+#include "slk/router.h"
+#include "slk/timeutil.h"
+#include "slk/worker.h"
+
+struct route_def {
+    enum slk_method method;
+    const char *pattern;
+    slk_handler_cb handler;
+};
+
+static const struct route_def route_defs[SLK_ROUTE__COUNT] = {
+#define SLK__ROUTE_DEF(id, label, method, pattern, handler) [SLK_ROUTE_##id] = {SLK_METHOD_##method, pattern, handler},
+    SLK_ROUTE_MAP(SLK__ROUTE_DEF)
+#undef SLK__ROUTE_DEF
+};
+
+struct slk_router *slk_routes_create(void)
+{
+    struct slk_router *r = slk_router_create();
+    if (r == NULL)
+        return NULL;
+    for (int i = 0; i < SLK_ROUTE__COUNT; i++) {
+        if (slk_router_add(r, route_defs[i].method, route_defs[i].pattern, route_defs[i].handler, i) != 0) {
+            slk_router_free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+static bool needs_auth(int route_id)
+{
+    return strncmp(route_defs[route_id].pattern, "/api/", 5) == 0 && route_id != SLK_ROUTE_BOOKING_PAYMENT;
+}
+
+/* R-SEC: Bearer JWT, HS256 only. Returns 0 or replies 401 itself. */
+static int authenticate(struct slk_request *req)
+{
+    const struct slk_config *cfg = req->worker->cfg;
+    if (cfg->auth_disabled) {
+        snprintf(req->user_sub, sizeof(req->user_sub), "anonymous");
+        req->user_role = SLK_ROLE_ADMIN;
+        return 0;
+    }
+    const struct slk_str *h = slk_request_header(req, "authorization");
+    static const char bearer[] = "Bearer ";
+    if (h == NULL || h->len <= sizeof(bearer) - 1 || strncasecmp(h->ptr, bearer, sizeof(bearer) - 1) != 0) {
+        slk_reply_error(req, 401, "unauthorized", "A bearer token is required", NULL);
+        return -1;
+    }
+    struct slk_identity id;
+    int rc = slk_jwt_verify(h->ptr + 7, h->len - 7, (const unsigned char *)cfg->jwt_secret, strlen(cfg->jwt_secret),
+                            slk_clock_now_ms() / 1000, &id);
+    if (rc != 0) {
+        slk_reply_error(req, 401, "unauthorized",
+                        rc == SLK_EEXPIRED ? "The token has expired" : "The token is not valid", NULL);
+        return -1;
+    }
+    memcpy(req->user_sub, id.sub, sizeof(req->user_sub));
+    req->user_role = id.role;
+    return 0;
+}
+
+void slk_routes_dispatch(struct slk_request *req)
+{
+    struct slk_route_match m;
+    enum slk_route_result res = slk_router_match(req->worker->router, req->method, req->path.ptr, req->path.len, &m);
+    if (res == SLK_ROUTE_NOT_FOUND) {
+        req->route_id = SLK_ROUTE_NONE;
+        slk_reply_error(req, 404, "not_found", "No such resource", NULL);
+        return;
+    }
+    if (res == SLK_ROUTE_METHOD_NOT_ALLOWED) {
+        req->route_id = SLK_ROUTE_NONE;
+        if (slk_response_header(req, "Allow", m.allow) != 0) {
+            slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+            return;
+        }
+        slk_reply_error(req, 405, "method_not_allowed", "Method not allowed on this resource",
+                        json_pack("{s:s}", "allow", m.allow));
+        return;
+    }
+    req->route_id = m.route_id;
+    memcpy(req->params, m.params, sizeof(m.params));
+    req->num_params = m.num_params;
+    if (needs_auth(m.route_id) && authenticate(req) != 0)
+        return;
+    m.handler(req);
+}

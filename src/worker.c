@@ -1,2 +1,169 @@
-/* placeholder: being written */
-#include "slk/common.h"
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "slk/http.h"
+#include "slk/instructor.h"
+#include "slk/log.h"
+#include "slk/pg.h"
+#include "slk/redis.h"
+#include "slk/routes.h"
+#include "slk/scripts.h"
+#include "slk/worker.h"
+
+#define DRAIN_POLL_MS 20
+
+static int create_redis(struct slk_worker *w)
+{
+    char *user = NULL, *host = NULL, *password = NULL;
+    int port, db;
+    if (slk_redis_parse_url_user(w->cfg->redis_url, &user, &host, &port, &password, &db) != 0)
+        return SLK_EINVAL;
+    struct slk_redis_options opts = {
+        .host = host,
+        .port = port,
+        .password = password,
+        .username = user,
+        .db = db,
+        .command_timeout_ms = w->cfg->redis_timeout_ms,
+        .connect_timeout_ms = w->cfg->redis_timeout_ms,
+        .on_connect = slk_scripts_load_all,
+    };
+    w->redis = slk_redis_create(&w->loop, &opts);
+    free(user);
+    free(host);
+    free(password);
+    return w->redis != NULL ? 0 : SLK_ENOMEM;
+}
+
+int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, struct slk_router *router,
+                    int listen_fd)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->cfg = cfg;
+    w->router = router;
+    w->listen_fd = listen_fd;
+    if (uv_loop_init(&w->loop) != 0)
+        return SLK_ENOMEM;
+    int rc = create_redis(w);
+    if (rc != 0)
+        goto fail;
+    struct slk_pg_options pg = {
+        .conninfo = cfg->database_url, .size = cfg->pg_pool_size, .query_timeout_ms = cfg->pg_timeout_ms};
+    w->pg = slk_pg_pool_create(&w->loop, &pg);
+    w->instructors = slk_instructor_cache_create();
+    struct slk_http_limits limits = {
+        .max_header_bytes = cfg->max_header_bytes,
+        .max_body_bytes = cfg->max_body_bytes,
+        .request_timeout_ms = cfg->request_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .max_connections = (cfg->max_connections + (size_t)cfg->workers - 1) / (size_t)cfg->workers,
+    };
+    w->http = slk_http_server_create(&w->loop, w, &limits, slk_routes_dispatch);
+    rc = SLK_ENOMEM;
+    if (w->pg == NULL || w->instructors == NULL || w->http == NULL)
+        goto fail;
+    rc = slk_http_server_listen(w->http, listen_fd);
+    if (rc != 0)
+        goto fail;
+    return 0;
+fail:
+    slk_worker_free(w);
+    return rc;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Draining (R-OPS): stop accepting, let in-flight requests finish (bounded), then close everything. */
+static void close_all(struct slk_worker *w)
+{
+    uv_timer_stop(&w->drain_timer);
+    uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&w->stop_async, on_handle_closed);
+    slk_http_server_close(w->http, NULL, NULL);
+    w->http = NULL;
+    slk_redis_close(w->redis);
+    w->redis = NULL;
+    slk_pg_pool_close(w->pg);
+    w->pg = NULL;
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    struct slk_worker *w = t->data;
+    bool idle = slk_http_server_inflight_requests(w->http) == 0;
+    if (idle || uv_now(&w->loop) >= w->drain_deadline) {
+        if (!idle)
+            slk_log(SLK_LOG_WARN, "drain timeout: closing with requests in flight", NULL);
+        close_all(w);
+    }
+}
+
+static void on_stop(uv_async_t *a)
+{
+    struct slk_worker *w = a->data;
+    if (w->draining)
+        return;
+    w->draining = true;
+    slk_http_server_stop_accepting(w->http);
+    w->drain_deadline = uv_now(&w->loop) + w->cfg->drain_timeout_ms;
+    uv_timer_start(&w->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
+}
+
+static void run(void *arg)
+{
+    struct slk_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int slk_worker_start(struct slk_worker *w)
+{
+    if (uv_async_init(&w->loop, &w->stop_async, on_stop) != 0 || uv_timer_init(&w->loop, &w->drain_timer) != 0)
+        return SLK_ENOMEM;
+    w->stop_async.data = w;
+    w->drain_timer.data = w;
+    slk_redis_connect(w->redis);
+    slk_pg_pool_start(w->pg);
+    if (uv_thread_create(&w->thread, run, w) != 0)
+        return SLK_ENOMEM;
+    w->started = true;
+    return 0;
+}
+
+void slk_worker_stop(struct slk_worker *w)
+{
+    uv_async_send(&w->stop_async);
+}
+
+void slk_worker_join(struct slk_worker *w)
+{
+    if (w->started)
+        uv_thread_join(&w->thread);
+    w->started = false;
+}
+
+void slk_worker_free(struct slk_worker *w)
+{
+    if (w->http != NULL)
+        slk_http_server_close(w->http, NULL, NULL);
+    if (w->redis != NULL)
+        slk_redis_close(w->redis);
+    if (w->pg != NULL)
+        slk_pg_pool_close(w->pg);
+    w->http = NULL;
+    w->redis = NULL;
+    w->pg = NULL;
+    /* Let close callbacks run so every handle is released before the loop goes. */
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->loop) != 0)
+        slk_log(SLK_LOG_WARN, "event loop closed with handles open", NULL);
+    slk_instructor_cache_free(w->instructors);
+    w->instructors = NULL;
+    if (w->listen_fd >= 0)
+        close(w->listen_fd);
+    w->listen_fd = -1;
+}

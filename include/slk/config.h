@@ -37,6 +37,12 @@ struct slk_config {
  * Fills cfg from environment then argv (argv[first..argc)). On a bad value
  * or unknown flag writes a message to errbuf and returns SLK_EINVAL (the
  * caller exits 2). Sets *want_help / *want_version for --help / --version.
+ *
+ * --help/-h and --version/-V anywhere in argv win: the call then returns 0
+ * with defaults only, without reading the environment or requiring secrets.
+ * After a failure cfg holds nothing to free; after success release it with
+ * slk_config_free (which is safe to call twice). errbuf never contains a
+ * secret or URL value.
  */
 int slk_config_load(struct slk_config *cfg, int argc, char **argv, int first, bool *want_help, bool *want_version,
                     char *errbuf, size_t errlen) SLK_MUST_CHECK;

@@ -70,6 +70,10 @@ struct slk_request {
     char *resp_headers;
     size_t resp_headers_len, resp_headers_cap;
 
+    /* Who is calling, set by the dispatcher after JWT verification (routes.c); empty/0 when unauthenticated. */
+    char user_sub[SLK_MAX_ID_LEN + 1];
+    int user_role; /* enum slk_role */
+
     void *handler_data; /* free for the handler */
 };
 

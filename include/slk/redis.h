@@ -43,22 +43,52 @@ struct slk_redis_options {
     slk_redis_event_cb on_connect;
     slk_redis_event_cb on_close; /* connection lost or failed; may be NULL */
     void *cb_data;
+    /* Redis 6+ ACL user (copied); NULL sends AUTH password alone, i.e. as the "default" user. */
+    const char *username;
 };
 
-/* Parses redis://[:password@]host[:port][/db] (default port 6379, db 0). Strings written to out are malloc'd. */
+/*
+ * Parses redis://[[user]:password@]host[:port][/db] (default port 6379, db 0;
+ * host may be an [IPv6] literal; user and password are percent-decoded).
+ * Anything else (query, fragment, rediss://, port 0, empty password, ...) is
+ * SLK_EINVAL. Strings written to out are malloc'd; *password is NULL when
+ * none is given. Outputs are only written on success.
+ * This form has no user output: it accepts the user "default" (what AUTH
+ * with a password alone means) and rejects any other with SLK_EINVAL.
+ */
 int slk_redis_parse_url(const char *url, char **host, int *port, char **password, int *db) SLK_MUST_CHECK;
+/* As slk_redis_parse_url, also returning the ACL user (malloc'd, NULL when none) for slk_redis_options.username. */
+int slk_redis_parse_url_user(const char *url, char **user, char **host, int *port, char **password,
+                             int *db) SLK_MUST_CHECK;
 
+/*
+ * NULL on allocation failure or bad options (no host, port outside 1..65535).
+ * A command_timeout_ms or connect_timeout_ms of 0 means SLK_DEFAULT_REDIS_TIMEOUT_MS:
+ * nothing waits without a deadline.
+ */
 struct slk_redis *slk_redis_create(uv_loop_t *loop, const struct slk_redis_options *opts);
 /* Starts connecting; reconnects on its own after any loss (100 ms doubling up to 2 s). */
 void slk_redis_connect(struct slk_redis *r);
 enum slk_redis_state slk_redis_state(const struct slk_redis *r);
-/* Fails every pending command with slk_redis_err_shutdown, closes, frees once handles are closed. */
+/*
+ * Fails every pending command with slk_redis_err_shutdown (on the next loop
+ * iteration, not from inside this call), closes, frees once handles are
+ * closed. Safe to call from any callback of this client. Afterwards r may
+ * only be used by those callbacks, where slk_redis_command_argv returns
+ * SLK_ECLOSED; the on_close hook is not called for this.
+ */
 void slk_redis_close(struct slk_redis *r);
 
 /*
- * Sends one command. While not connected the callback is called with
- * slk_redis_err_disconnected on the next loop iteration (never re-entrantly).
- * Returns 0, or SLK_ENOMEM / SLK_EBUSY when it could not even queue (callback then never runs).
+ * Sends one command. While not connected (also while connecting) the
+ * callback is called with slk_redis_err_disconnected on the next loop
+ * iteration (never re-entrantly). argv/argvlen are copied before return
+ * (argvlen NULL means strlen).
+ * Returns 0, or when it could not even queue (callback then never runs):
+ * SLK_ENOMEM; SLK_EBUSY when SLK_REDIS_MAX_PENDING commands are alive;
+ * SLK_ECLOSED after slk_redis_close; SLK_EINVAL for argc < 1 and for
+ * (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE and MONITOR, whose replies do not pair
+ * one-to-one with commands in hiredis 0.14.
  */
 int slk_redis_command_argv(struct slk_redis *r, slk_redis_cb cb, void *data, int argc, const char **argv,
                            const size_t *argvlen) SLK_MUST_CHECK;

@@ -7,21 +7,22 @@
 #include "slk/http.h"
 
 #define SLK_ROUTE_MAP(XX)                                                                                              \
-    XX(LIVEZ, GET, "/livez", slk_handle_livez)                                                                         \
-    XX(HEALTHZ, GET, "/healthz", slk_handle_livez)                                                                     \
-    XX(READYZ, GET, "/readyz", slk_handle_readyz)                                                                      \
-    XX(METRICS, GET, "/metrics", slk_handle_metrics)                                                                   \
-    XX(INSTRUCTOR_PUT, PUT, "/api/v1/instructors/{id}", slk_handle_instructor_put)                                     \
-    XX(INSTRUCTOR_GET, GET, "/api/v1/instructors/{id}", slk_handle_instructor_get)                                     \
-    XX(BOOKING_CREATE, POST, "/api/v1/bookings", slk_handle_booking_create)                                            \
-    XX(BOOKING_GET, GET, "/api/v1/bookings/{uuid}", slk_handle_booking_get)                                            \
-    XX(BOOKING_PAYMENT, POST, "/api/v1/bookings/{uuid}/payment-callback", slk_handle_booking_payment)                  \
-    XX(BOOKING_CANCEL, POST, "/api/v1/bookings/{uuid}/cancel", slk_handle_booking_cancel)                              \
-    XX(BOOKING_ACCEPT, POST, "/api/v1/bookings/{uuid}/accept", slk_handle_booking_accept)                              \
-    XX(BOOKING_REJECT, POST, "/api/v1/bookings/{uuid}/reject", slk_handle_booking_reject)
+    XX(LIVEZ, "livez", GET, "/livez", slk_handle_livez)                                                                \
+    XX(HEALTHZ, "healthz", GET, "/healthz", slk_handle_livez)                                                          \
+    XX(READYZ, "readyz", GET, "/readyz", slk_handle_readyz)                                                            \
+    XX(METRICS, "metrics", GET, "/metrics", slk_handle_metrics)                                                        \
+    XX(INSTRUCTOR_PUT, "instructor_put", PUT, "/api/v1/instructors/{id}", slk_handle_instructor_put)                   \
+    XX(INSTRUCTOR_GET, "instructor_get", GET, "/api/v1/instructors/{id}", slk_handle_instructor_get)                   \
+    XX(BOOKING_CREATE, "booking_create", POST, "/api/v1/bookings", slk_handle_booking_create)                          \
+    XX(BOOKING_GET, "booking_get", GET, "/api/v1/bookings/{uuid}", slk_handle_booking_get)                             \
+    XX(BOOKING_PAYMENT, "booking_payment", POST, "/api/v1/bookings/{uuid}/payment-callback",                           \
+       slk_handle_booking_payment)                                                                                     \
+    XX(BOOKING_CANCEL, "booking_cancel", POST, "/api/v1/bookings/{uuid}/cancel", slk_handle_booking_cancel)            \
+    XX(BOOKING_ACCEPT, "booking_accept", POST, "/api/v1/bookings/{uuid}/accept", slk_handle_booking_accept)            \
+    XX(BOOKING_REJECT, "booking_reject", POST, "/api/v1/bookings/{uuid}/reject", slk_handle_booking_reject)
 
 enum slk_route_id {
-#define SLK__ROUTE_ENUM(id, method, pattern, handler) SLK_ROUTE_##id,
+#define SLK__ROUTE_ENUM(id, label, method, pattern, handler) SLK_ROUTE_##id,
     SLK_ROUTE_MAP(SLK__ROUTE_ENUM)
 #undef SLK__ROUTE_ENUM
         SLK_ROUTE__COUNT,
@@ -30,7 +31,13 @@ enum slk_route_id {
 
 const char *slk_route_label(int route_id);
 
-#define SLK__ROUTE_DECL(id, method, pattern, handler) void handler(struct slk_request *req);
+struct slk_router;
+/* A router with every route of SLK_ROUTE_MAP. */
+struct slk_router *slk_routes_create(void);
+/* The HTTP server's dispatch callback: route, authenticate (R-SEC), call the handler. */
+void slk_routes_dispatch(struct slk_request *req);
+
+#define SLK__ROUTE_DECL(id, label, method, pattern, handler) void handler(struct slk_request *req);
 SLK_ROUTE_MAP(SLK__ROUTE_DECL)
 #undef SLK__ROUTE_DECL
 

@@ -30,12 +30,14 @@ struct slk_worker {
     struct slk_pg_pool *pg;
     struct slk_instructor_cache *instructors;
     int listen_fd;
+    uint64_t drain_deadline; /* loop time (ms) after which a drain stops waiting */
     bool draining;
+    bool started;
 };
 
 int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, struct slk_router *router,
                     int listen_fd) SLK_MUST_CHECK;
-/* Runs the loop on a new thread (or the calling one when id == 0 and run_here). */
+/* Connects to Redis and Postgres and runs the loop on a new thread. */
 int slk_worker_start(struct slk_worker *w) SLK_MUST_CHECK;
 /* Thread-safe: asks the worker to drain (stop accepting, finish in-flight, close). */
 void slk_worker_stop(struct slk_worker *w);

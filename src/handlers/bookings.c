@@ -1,2 +1,479 @@
-/* placeholder: being written */
-#include "slk/common.h"
+/*
+ * POST /api/v1/bookings: validate, then take the hold with one call of
+ * lua/hold.lua. Postgres is never touched here (R-HOLD), except to load an
+ * instructor Redis does not know yet.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers/handlers_internal.h"
+#include "slk/auth.h"
+#include "slk/booking.h"
+#include "slk/instructor_store.h"
+#include "slk/log.h"
+#include "slk/metrics.h"
+#include "slk/redis.h"
+#include "slk/response.h"
+#include "slk/routes.h"
+#include "slk/scripts.h"
+#include "slk/timeutil.h"
+
+#define MAX_PURPOSE_BYTES 500
+#define MAX_PRICE_CENTS (1000000000000LL * 100)
+#define MAX_ATTEMPTS 3 /* settings reloads (NOLOAD/STALE) before giving up */
+
+struct time_input {
+    bool naive;
+    int64_t utc_ms;
+    struct slk_local_time local;
+};
+
+struct create_op {
+    struct slk_request *req;
+    struct slk_booking b; /* the record being created */
+    struct time_input start_in, end_in;
+    int attempts;
+    char **unit_keys;
+};
+
+static void create_op_free(struct create_op *op)
+{
+    slk_booking_clear(&op->b);
+    free(op->unit_keys);
+    free(op);
+}
+
+static void fail_invalid(struct create_op *op, const char *field, const char *why)
+{
+    struct slk_request *req = op->req;
+    create_op_free(op);
+    slk_metrics_hold(SLK_HOLD_REJECTED);
+    slk_reply_invalid(req, field, why);
+}
+
+static void fail_backend(struct create_op *op, int err, const char *what)
+{
+    struct slk_request *req = op->req;
+    create_op_free(op);
+    if (err != SLK_ENOTFOUND)
+        slk_metrics_hold(SLK_HOLD_ERROR);
+    slk__reply_backend_error(req, err, what);
+}
+
+/* Body parsing: each returns NULL on success or the name of the bad field. */
+
+static const char *take_id(const json_t *body, const char *field, char *out)
+{
+    const json_t *v = json_object_get(body, field);
+    const char *s = json_string_value(v);
+    if (s == NULL || !slk_id_valid(s, json_string_length(v)))
+        return field;
+    memcpy(out, s, json_string_length(v) + 1);
+    return NULL;
+}
+
+static const char *take_time(const json_t *body, const char *field, struct time_input *out)
+{
+    const json_t *v = json_object_get(body, field);
+    const char *s = json_string_value(v);
+    if (s == NULL || slk_time_parse_rfc3339(s, json_string_length(v), &out->utc_ms, &out->naive, &out->local) != 0)
+        return field;
+    return NULL;
+}
+
+static const char *take_price(const json_t *body, struct slk_booking *b)
+{
+    const json_t *v = json_object_get(body, "price_amount");
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    if (!json_is_number(v))
+        return "price_amount";
+    double amount = json_number_value(v);
+    double cents = round(amount * 100.0);
+    if (!(amount >= 0) || cents > (double)MAX_PRICE_CENTS || fabs(amount * 100.0 - cents) > 1e-6)
+        return "price_amount";
+    b->price_cents = (int64_t)cents;
+    return NULL;
+}
+
+static const char *take_currency(const json_t *body, struct slk_booking *b)
+{
+    const json_t *v = json_object_get(body, "currency");
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    const char *s = json_string_value(v);
+    if (s == NULL || strlen(s) != 3)
+        return "currency";
+    for (int i = 0; i < 3; i++) {
+        if (s[i] < 'A' || s[i] > 'Z')
+            return "currency";
+    }
+    memcpy(b->currency, s, 4);
+    return NULL;
+}
+
+static const char *take_purpose(const json_t *body, struct slk_booking *b)
+{
+    const json_t *v = json_object_get(body, "purpose");
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    const char *s = json_string_value(v);
+    if (s == NULL || json_string_length(v) > MAX_PURPOSE_BYTES || memchr(s, '\0', json_string_length(v)) != NULL)
+        return "purpose";
+    b->purpose = strdup(s);
+    return b->purpose == NULL ? "purpose" : NULL;
+}
+
+static const char *parse_body(const json_t *body, struct create_op *op)
+{
+    const char *bad = NULL;
+    if (bad == NULL)
+        bad = take_id(body, "student_uuid", op->b.student);
+    if (bad == NULL)
+        bad = take_id(body, "course_uuid", op->b.course);
+    if (bad == NULL)
+        bad = take_id(body, "instructor_uuid", op->b.instructor);
+    if (bad == NULL)
+        bad = take_time(body, "start_time", &op->start_in);
+    if (bad == NULL)
+        bad = take_time(body, "end_time", &op->end_in);
+    if (bad == NULL)
+        bad = take_price(body, &op->b);
+    if (bad == NULL)
+        bad = take_currency(body, &op->b);
+    if (bad == NULL)
+        bad = take_purpose(body, &op->b);
+    return bad;
+}
+
+/* Validation against the instructor's settings (R-HOLD). */
+
+static int resolve_time(const struct time_input *in, struct slk_tz *tz, int64_t *out)
+{
+    if (!in->naive) {
+        *out = in->utc_ms;
+        return 0;
+    }
+    return slk_tz_from_local(tz, &in->local, out);
+}
+
+static bool on_grid(const struct slk_instructor_entry *e, int64_t t)
+{
+    struct slk_local_time lt;
+    if (t % 60000 != 0 || slk_tz_to_local(e->tz, t, &lt) != 0)
+        return false;
+    return lt.second == 0 && (lt.hour * 60 + lt.minute) % e->ins.granularity_minutes == 0;
+}
+
+/* Returns NULL when the request fits; else sets *why and returns the field. */
+static const char *validate_times(struct create_op *op, const struct slk_instructor_entry *e, int64_t now,
+                                  const char **why)
+{
+    struct slk_booking *b = &op->b;
+    if (resolve_time(&op->start_in, e->tz, &b->start_ms) != 0) {
+        *why = "start_time does not exist in the instructor's time zone";
+        return "start_time";
+    }
+    if (resolve_time(&op->end_in, e->tz, &b->end_ms) != 0) {
+        *why = "end_time does not exist in the instructor's time zone";
+        return "end_time";
+    }
+    *why = "end_time must be after start_time";
+    if (b->end_ms <= b->start_ms)
+        return "end_time";
+    *why = "a booking may last at most 24 hours";
+    if (b->end_ms - b->start_ms > (int64_t)SLK_MAX_BOOKING_MINUTES * 60000)
+        return "end_time";
+    *why = "start_time must be on the instructor's grid";
+    if (!on_grid(e, b->start_ms))
+        return "start_time";
+    *why = "end_time must be on the instructor's grid";
+    if (!on_grid(e, b->end_ms))
+        return "end_time";
+    *why = "start_time must be in the future";
+    if (b->start_ms <= now)
+        return "start_time";
+    *why = "the booking must lie inside the instructor's working hours";
+    if (!slk_instructor_covers(&e->ins, e->tz, b->start_ms, b->end_ms))
+        return "start_time";
+    return NULL;
+}
+
+static void plan_units(struct create_op *op, const struct slk_instructor *ins, int64_t now)
+{
+    struct slk_booking *b = &op->b;
+    int64_t hold_ms = (int64_t)ins->hold_seconds * 1000;
+    b->unit_minutes = ins->granularity_minutes;
+    b->units_first_min = b->start_ms / 60000 - ins->buffer_minutes;
+    b->unit_count = (int)((b->end_ms - b->start_ms) / 60000 / b->unit_minutes) +
+                    2 * (ins->buffer_minutes / ins->granularity_minutes);
+    b->hold_expires_ms = now + (b->start_ms - now < hold_ms ? b->start_ms - now : hold_ms);
+    b->requires_acceptance = ins->requires_acceptance;
+    b->created_ms = b->updated_ms = now;
+}
+
+/* The hold call. */
+
+static void on_hold(void *data, redisReply *r, const char *err);
+static void take_hold(struct create_op *op, struct slk_instructor_entry *e);
+
+static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
+{
+    struct create_op *op = data;
+    if (err != 0) {
+        fail_backend(op, err, err == SLK_ENOTFOUND ? "instructor" : "redis");
+        return;
+    }
+    take_hold(op, e);
+}
+
+static void on_index_set(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (err == NULL && r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_ERROR, "booking index write failed", "error", r->str, NULL);
+}
+
+/*
+ * The uuid → instructor index. It is sent ahead of the hold on the same
+ * connection, so it is in place before anyone can learn the uuid; it lives
+ * briefly unless the hold succeeds (extend_index), so refused holds leave
+ * nothing behind for long.
+ */
+#define INDEX_PROVISIONAL_MS 60000
+
+static int set_index(struct create_op *op, const char *command, int64_t expire_ms)
+{
+    char key[SLK_KEY_MAX], expire[24];
+    snprintf(expire, sizeof(expire), "%" PRId64, expire_ms);
+    bool set = strcmp(command, "SET") == 0;
+    const char *argv[5] = {command, key, set ? op->b.instructor : expire, "PXAT", expire};
+    size_t lens[5] = {strlen(command), (size_t)slk_key_index(key, op->b.uuid), strlen(argv[2]), 4, strlen(expire)};
+    return slk_redis_command_argv(op->req->worker->redis, on_index_set, NULL, set ? 5 : 3, argv, lens);
+}
+
+static int send_index(struct create_op *op)
+{
+    return set_index(op, "SET", slk_clock_now_ms() + INDEX_PROVISIONAL_MS);
+}
+
+static void extend_index(struct create_op *op)
+{
+    if (set_index(op, "PEXPIREAT", op->b.hold_expires_ms + SLK_RETENTION_MS) != 0)
+        slk_log(SLK_LOG_WARN, "booking index not extended", "booking", op->b.uuid, NULL);
+}
+
+#define HOLD_FIXED_KEYS 3
+#define HOLD_FIELDS 18
+
+struct hold_args {
+    char meta[SLK_KEY_MAX], fence[SLK_KEY_MAX], record[SLK_KEY_MAX];
+    char ver[24], expires[24], record_expires[24];
+    char start[24], end[24], created[24], price[24], ufirst[24], umin[16], ucount[16];
+    const char *argv[4 + 2 * HOLD_FIELDS];
+};
+
+static int eval_hold(struct create_op *op, const struct slk_instructor *ins)
+{
+    const struct slk_booking *b = &op->b;
+    struct hold_args a;
+    snprintf(a.ver, sizeof(a.ver), "%" PRId64, ins->version);
+    snprintf(a.expires, sizeof(a.expires), "%" PRId64, b->hold_expires_ms);
+    snprintf(a.record_expires, sizeof(a.record_expires), "%" PRId64, b->hold_expires_ms + SLK_RETENTION_MS);
+    snprintf(a.start, sizeof(a.start), "%" PRId64, b->start_ms);
+    snprintf(a.end, sizeof(a.end), "%" PRId64, b->end_ms);
+    snprintf(a.created, sizeof(a.created), "%" PRId64, b->created_ms);
+    snprintf(a.ufirst, sizeof(a.ufirst), "%" PRId64, b->units_first_min);
+    snprintf(a.umin, sizeof(a.umin), "%d", b->unit_minutes);
+    snprintf(a.ucount, sizeof(a.ucount), "%d", b->unit_count);
+    if (b->price_cents >= 0)
+        snprintf(a.price, sizeof(a.price), "%" PRId64, b->price_cents);
+    else
+        a.price[0] = '\0';
+    const char *fields[2 * HOLD_FIELDS] = {
+        "uuid",       b->uuid,
+        "status",     "payment_required",
+        "student",    b->student,
+        "course",     b->course,
+        "instructor", b->instructor,
+        "start",      a.start,
+        "end",        a.end,
+        "expires",    a.expires,
+        "created",    a.created,
+        "updated",    a.created,
+        "price",      a.price,
+        "currency",   b->currency,
+        "purpose",    b->purpose != NULL ? b->purpose : "",
+        "session",    b->session,
+        "ufirst",     a.ufirst,
+        "umin",       a.umin,
+        "ucount",     a.ucount,
+        "accept",     b->requires_acceptance ? "1" : "0",
+    };
+    a.argv[0] = a.ver;
+    a.argv[1] = b->uuid;
+    a.argv[2] = a.expires;
+    a.argv[3] = a.record_expires;
+    memcpy(&a.argv[4], fields, sizeof(fields));
+
+    size_t nkeys = HOLD_FIXED_KEYS + (size_t)b->unit_count;
+    const char **keys = malloc(nkeys * sizeof(char *));
+    if (keys == NULL)
+        return SLK_ENOMEM;
+    slk_key_meta(a.meta, b->instructor);
+    slk_key_fence(a.fence, b->instructor);
+    slk_key_booking(a.record, b->instructor, b->uuid);
+    keys[0] = a.meta;
+    keys[1] = a.fence;
+    keys[2] = a.record;
+    for (int i = 0; i < b->unit_count; i++)
+        keys[HOLD_FIXED_KEYS + i] = op->unit_keys[i];
+    int rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_HOLD, on_hold, op, (int)nkeys, keys, NULL,
+                             (int)SLK_ARRAY_SIZE(a.argv), a.argv, NULL);
+    free(keys);
+    return rc;
+}
+
+static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
+{
+    int64_t now = slk_clock_now_ms();
+    const char *why;
+    const char *bad = validate_times(op, e, now, &why);
+    if (bad != NULL) {
+        fail_invalid(op, bad, why);
+        return;
+    }
+    plan_units(op, &e->ins, now);
+    free(op->unit_keys);
+    op->unit_keys =
+        slk_booking_unit_keys(op->b.instructor, op->b.units_first_min, op->b.unit_minutes, op->b.unit_count);
+    if (op->unit_keys == NULL) {
+        fail_backend(op, SLK_ENOMEM, "hold");
+        return;
+    }
+    int rc = send_index(op);
+    if (rc == 0)
+        rc = eval_hold(op, &e->ins);
+    if (rc != 0)
+        fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
+}
+
+static void reply_created(struct create_op *op, int64_t fence)
+{
+    struct slk_request *req = op->req;
+    char location[64];
+    snprintf(location, sizeof(location), "/api/v1/bookings/%s", op->b.uuid);
+    op->b.fence = fence;
+    extend_index(op);
+    json_t *data = slk_booking_to_json(&op->b, slk_clock_now_ms());
+    create_op_free(op);
+    slk_metrics_hold(SLK_HOLD_GRANTED);
+    if (data == NULL || slk_response_header(req, "Location", location) != 0) {
+        json_decref(data);
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+        return;
+    }
+    slk_reply_ok(req, 201, "Booking created", data);
+}
+
+static void reply_taken(struct create_op *op, long long first, long long last)
+{
+    struct slk_request *req = op->req;
+    int64_t step = (int64_t)op->b.unit_minutes * 60000;
+    int64_t from = op->b.units_first_min * 60000 + first * step, to = op->b.units_first_min * 60000 + (last + 1) * step;
+    char from_s[32], to_s[32];
+    slk_time_format_rfc3339(from, from_s);
+    slk_time_format_rfc3339(to, to_s);
+    create_op_free(op);
+    slk_metrics_hold(SLK_HOLD_TAKEN);
+    slk_reply_error(req, 409, "slot_unavailable", "The requested time is already held or booked",
+                    json_pack("{s:s, s:s}", "start_time", from_s, "end_time", to_s));
+}
+
+static bool reply_is(const redisReply *r, const char *tag)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(r->element[0]->str, tag) == 0;
+}
+
+static void retry_stale(struct create_op *op, const redisReply *r)
+{
+    const redisReply *cfg = r->elements == 3 ? r->element[2] : NULL;
+    struct slk_instructor_entry *e = NULL;
+    if (cfg != NULL && cfg->type == REDIS_REPLY_STRING)
+        e = slk_instructor_apply_cfg(op->req->worker, op->b.instructor, cfg->str, cfg->len);
+    if (e == NULL)
+        slk_instructor_reload(op->req->worker, op->b.instructor, on_instructor, op);
+    else
+        take_hold(op, e);
+}
+
+static void on_hold(void *data, redisReply *r, const char *err)
+{
+    struct create_op *op = data;
+    if (err != NULL) {
+        fail_backend(op, SLK_EUNAVAILABLE, "redis");
+        return;
+    }
+    if (reply_is(r, "OK") && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER) {
+        reply_created(op, r->element[1]->integer);
+        return;
+    }
+    if (reply_is(r, "TAKEN") && r->elements == 3) {
+        reply_taken(op, r->element[1]->integer, r->element[2]->integer);
+        return;
+    }
+    bool stale = reply_is(r, "STALE"), noload = reply_is(r, "NOLOAD");
+    if ((stale || noload) && ++op->attempts < MAX_ATTEMPTS) {
+        if (stale)
+            retry_stale(op, r);
+        else
+            slk_instructor_reload(op->req->worker, op->b.instructor, on_instructor, op);
+        return;
+    }
+    slk_log(SLK_LOG_ERROR, "unexpected hold reply", "error", r->type == REDIS_REPLY_ERROR ? r->str : "shape", NULL);
+    fail_backend(op, SLK_EPROTO, "redis");
+}
+
+static struct create_op *create_op_new(struct slk_request *req)
+{
+    struct create_op *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return NULL;
+    op->req = req;
+    slk_booking_init(&op->b);
+    snprintf(op->b.status, sizeof(op->b.status), "payment_required");
+    if (slk_uuid_v4(op->b.uuid) != 0 || slk_random_token(op->b.session, sizeof(op->b.session), "sess_") != 0) {
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+void slk_handle_booking_create(struct slk_request *req)
+{
+    json_t *body = slk__body_object(req, false);
+    if (body == NULL)
+        return;
+    struct create_op *op = create_op_new(req);
+    if (op == NULL) {
+        json_decref(body);
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+        return;
+    }
+    const char *bad = parse_body(body, op);
+    json_decref(body);
+    if (bad != NULL) {
+        fail_invalid(op, bad, "missing or invalid field");
+        return;
+    }
+    if (!slk__is_admin(req) && !slk__is_student(req, op->b.student)) {
+        create_op_free(op);
+        slk_reply_error(req, 403, "forbidden", "Students may only book for themselves", NULL);
+        return;
+    }
+    slk_instructor_get(req->worker, op->b.instructor, on_instructor, op);
+}

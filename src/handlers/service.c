@@ -1,2 +1,68 @@
-/* placeholder: being written */
-#include "slk/common.h"
+/* Service endpoints: liveness, readiness (Redis and Postgres really answer), metrics. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "slk/metrics.h"
+#include "slk/pg.h"
+#include "slk/redis.h"
+#include "slk/response.h"
+#include "slk/routes.h"
+#include "slk/worker.h"
+
+void slk_handle_livez(struct slk_request *req)
+{
+    slk_reply_ok(req, 200, "alive", NULL);
+}
+
+static void reply_not_ready(struct slk_request *req, const char *what)
+{
+    if (slk_response_header(req, "Retry-After", "1") != 0) {
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+        return;
+    }
+    slk_reply_error(req, 503, "unavailable", "Not ready", json_pack("{s:s}", "waiting_for", what));
+}
+
+static void on_pg_ready(void *data, PGresult *res, const char *err)
+{
+    struct slk_request *req = data;
+    if (err != NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        reply_not_ready(req, "postgres");
+        return;
+    }
+    slk_reply_ok(req, 200, "ready", NULL);
+}
+
+static void on_redis_ready(void *data, redisReply *reply, const char *err)
+{
+    struct slk_request *req = data;
+    if (err != NULL || reply->type == REDIS_REPLY_ERROR) {
+        reply_not_ready(req, "redis");
+        return;
+    }
+    if (slk_pg_query(req->worker->pg, "SELECT 1", 0, NULL, on_pg_ready, req) != 0)
+        reply_not_ready(req, "postgres");
+}
+
+void slk_handle_readyz(struct slk_request *req)
+{
+    if (req->worker->draining) {
+        reply_not_ready(req, "shutdown");
+        return;
+    }
+    const char *argv[1] = {"PING"};
+    if (slk_redis_command_argv(req->worker->redis, on_redis_ready, req, 1, argv, NULL) != 0)
+        reply_not_ready(req, "redis");
+}
+
+void slk_handle_metrics(struct slk_request *req)
+{
+    size_t len;
+    char *text = slk_metrics_render(&len);
+    if (text == NULL) {
+        slk_reply_error(req, 500, "internal_error", "Could not render metrics", NULL);
+        return;
+    }
+    slk_response_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}

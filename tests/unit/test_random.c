@@ -1,2 +1,155 @@
-/* placeholder: being written; fails until replaced */
-int main(void) { return 1; }
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "slk/auth.h"
+
+#define N_UUIDS 1000
+
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1; /* upper case is not what we emit */
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void test_uuid_format_version_variant(void **state)
+{
+    (void)state;
+    static char ids[N_UUIDS][37];
+    unsigned seen_variant = 0;
+
+    for (int i = 0; i < N_UUIDS; i++) {
+        char *u = ids[i];
+        memset(u, 'X', 37);
+        assert_int_equal(slk_uuid_v4(u), 0);
+        assert_int_equal(strlen(u), 36);
+        assert_true(slk_uuid_valid(u, 36));
+        for (int k = 0; k < 36; k++) {
+            if (k == 8 || k == 13 || k == 18 || k == 23)
+                assert_int_equal(u[k], '-');
+            else
+                assert_true(hex_nibble(u[k]) >= 0);
+        }
+        assert_int_equal(u[14], '4');    /* version 4 */
+        int variant = hex_nibble(u[19]); /* 10xx: 8, 9, a or b */
+        assert_int_equal(variant & 0xc, 0x8);
+        seen_variant |= 1u << (variant & 3);
+    }
+    /* The two low variant bits stay random. */
+    assert_int_equal(seen_variant, 0xf);
+
+    qsort(ids, N_UUIDS, sizeof(ids[0]), cmp_str);
+    for (int i = 1; i < N_UUIDS; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+}
+
+static void test_uuid_valid(void **state)
+{
+    (void)state;
+    assert_true(slk_uuid_valid("123e4567-e89b-12d3-a456-426614174000", 36)); /* v1 */
+    assert_true(slk_uuid_valid("123E4567-E89B-42D3-A456-426614174000", 36)); /* upper case */
+    assert_true(slk_uuid_valid("00000000-0000-0000-0000-000000000000", 36));
+
+    assert_false(slk_uuid_valid("123e4567-e89b-12d3-a456-42661417400", 35));
+    assert_false(slk_uuid_valid("123e4567-e89b-12d3-a456-4266141740000", 37));
+    assert_false(slk_uuid_valid("123e4567e89b12d3a456426614174000", 32));
+    assert_false(slk_uuid_valid("123e4567-e89b-12d3-a456-42661417400g", 36));
+    assert_false(slk_uuid_valid("123e4567-e89b-12d3-a456_426614174000", 36));
+    assert_false(slk_uuid_valid("123e456-7e89b-12d3-a456-426614174000", 36));
+    assert_false(slk_uuid_valid("{23e4567-e89b-12d3-a456-42661417400}", 36));
+    assert_false(slk_uuid_valid("123e4567-e89b-12d3-a456-42661417400\0", 36));
+    assert_false(slk_uuid_valid("", 0));
+    assert_false(slk_uuid_valid(NULL, 36));
+    /* len is honoured. */
+    assert_true(slk_uuid_valid("123e4567-e89b-12d3-a456-426614174000xyz", 36));
+}
+
+static void test_random_token(void **state)
+{
+    (void)state;
+    char a[64];
+    char b[64];
+
+    assert_int_equal(slk_random_token(a, sizeof(a), "hold_"), 0);
+    assert_int_equal(slk_random_token(b, sizeof(b), "hold_"), 0);
+    assert_int_equal(strlen(a), 5 + 32);
+    assert_memory_equal(a, "hold_", 5);
+    for (size_t i = 5; i < strlen(a); i++)
+        assert_true(hex_nibble(a[i]) >= 0);
+    assert_string_not_equal(a, b);
+    /* Tokens are usable as ids. */
+    assert_true(slk_id_valid(a, strlen(a)));
+
+    /* Exactly enough room, and one byte short. */
+    char exact[5 + 33];
+    assert_int_equal(slk_random_token(exact, sizeof(exact), "hold_"), 0);
+    assert_int_equal(strlen(exact), sizeof(exact) - 1);
+    assert_int_not_equal(slk_random_token(exact, sizeof(exact) - 1, "hold_"), 0);
+
+    assert_int_equal(slk_random_token(a, 33, ""), 0);
+    assert_int_equal(strlen(a), 32);
+    assert_int_equal(slk_random_token(a, 33, NULL), 0);
+    assert_int_equal(strlen(a), 32);
+}
+
+static void test_random_bytes(void **state)
+{
+    (void)state;
+    unsigned char a[64];
+    unsigned char b[64];
+    memset(a, 0, sizeof(a));
+    memset(b, 0, sizeof(b));
+    assert_int_equal(slk_random_bytes(a, sizeof(a)), 0);
+    assert_int_equal(slk_random_bytes(b, sizeof(b)), 0);
+    /* 512 random bits colliding would mean the generator is broken. */
+    assert_memory_not_equal(a, b, sizeof(a));
+    assert_int_equal(slk_random_bytes(a, 0), 0);
+}
+
+static void test_id_valid(void **state)
+{
+    (void)state;
+    char id[66];
+    memset(id, 'a', sizeof(id));
+
+    assert_true(slk_id_valid(id, 1));
+    assert_true(slk_id_valid(id, 64));
+    assert_false(slk_id_valid(id, 65));
+    assert_false(slk_id_valid(id, 0));
+    assert_false(slk_id_valid(NULL, 3));
+    assert_true(slk_id_valid("Az09._:-", 8));
+    assert_true(slk_id_valid("user:42.x_y-z", 13));
+
+    static const char *const bad[] = {"a/b",  "a b",         "a\tb", "a\\b", "a@b",
+                                      "a%2F", "caf\xc3\xa9", "a\nb", "../x", "a+b"};
+    for (size_t i = 0; i < SLK_ARRAY_SIZE(bad); i++) {
+        if (slk_id_valid(bad[i], strlen(bad[i])))
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+    assert_false(slk_id_valid("ab\0c", 4));
+    /* len is honoured. */
+    assert_true(slk_id_valid("ab/c", 2));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uuid_format_version_variant),
+        cmocka_unit_test(test_uuid_valid),
+        cmocka_unit_test(test_random_token),
+        cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_id_valid),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

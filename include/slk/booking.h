@@ -1,0 +1,85 @@
+/*
+ * A booking as the API shows it, read from either home it can have: the
+ * Redis record of a hold (slk:{i}:b:<uuid>, a hash) or the Postgres row of
+ * a booking that got past payment. Also the Redis key names: every key of
+ * one instructor carries the hash tag {instructor_id}.
+ */
+#ifndef SLK_BOOKING_H
+#define SLK_BOOKING_H
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "slk/common.h"
+
+#define SLK_KEY_MAX 128
+/* R-CANCEL: a cancellation at least this long before the start is refundable. */
+#define SLK_REFUND_CUTOFF_MS ((int64_t)12 * 3600 * 1000)
+#define SLK_MAX_UNITS (SLK_MAX_BOOKING_MINUTES + 2 * 1440) /* 1-minute grid, a day of buffer on each side */
+
+struct slk_booking {
+    char uuid[37];
+    char status[24]; /* as stored; see slk_booking_status() for what the API shows */
+    char student[SLK_MAX_ID_LEN + 1];
+    char course[SLK_MAX_ID_LEN + 1];
+    char instructor[SLK_MAX_ID_LEN + 1];
+    int64_t start_ms, end_ms, hold_expires_ms, created_ms, updated_ms;
+    int64_t cancelled_ms; /* 0 when not cancelled */
+    int64_t price_cents;  /* -1 when no price */
+    char currency[4];     /* "" when none */
+    char *purpose;        /* NULL when none */
+    char session[48];
+    char *payment_reference; /* NULL when none */
+    char *cancel_reason;     /* NULL when none */
+    char cancelled_by[16];
+    int refund_eligible; /* -1 unknown, 0, 1 */
+    int64_t fence;
+    int64_t units_first_min; /* first covered unit, minutes since the epoch */
+    int unit_minutes;
+    int unit_count;
+    bool requires_acceptance; /* the instructor's setting when the hold was taken */
+    bool in_pg;               /* Postgres owns the booking from here on */
+};
+
+void slk_booking_init(struct slk_booking *b);
+void slk_booking_clear(struct slk_booking *b);
+
+/* From an HGETALL reply. SLK_ENOTFOUND for an empty reply, SLK_EPROTO for a damaged record. */
+int slk_booking_from_hash(struct slk_booking *b, const redisReply *r) SLK_MUST_CHECK;
+/* From one row selected with SLK_BOOKING_PG_COLUMNS. */
+int slk_booking_from_pg(struct slk_booking *b, const PGresult *res, int row) SLK_MUST_CHECK;
+
+#define SLK_BOOKING_PG_COLUMNS                                                                                         \
+    "uuid::text, status, student_id, course_id, instructor_id, "                                                       \
+    "(extract(epoch from start_at) * 1000)::bigint, (extract(epoch from end_at) * 1000)::bigint, "                     \
+    "(extract(epoch from hold_expires_at) * 1000)::bigint, (extract(epoch from created_at) * 1000)::bigint, "          \
+    "(extract(epoch from updated_at) * 1000)::bigint, (extract(epoch from cancelled_at) * 1000)::bigint, "             \
+    "(price_amount * 100)::bigint, currency, purpose, payment_session_id, payment_reference, fence_token, "            \
+    "(extract(epoch from units_start_at) / 60)::bigint, unit_minutes, unit_count, cancel_reason, cancelled_by, "       \
+    "refund_eligible"
+
+/* The status the API shows: an unpaid hold past its expiry is "expired". */
+const char *slk_booking_status(const struct slk_booking *b, int64_t now_ms);
+/* The booking object of R-API. New reference. */
+json_t *slk_booking_to_json(const struct slk_booking *b, int64_t now_ms);
+
+/* Redis keys. Each returns the length written (always < SLK_KEY_MAX for valid ids). */
+int slk_key_meta(char *buf, const char *instructor);
+int slk_key_fence(char *buf, const char *instructor);
+int slk_key_booking(char *buf, const char *instructor, const char *uuid);
+int slk_key_unit(char *buf, const char *instructor, int64_t minute);
+int slk_key_index(char *buf, const char *uuid);
+
+/*
+ * The unit keys of a booking, in one allocation: keys[i] points into it.
+ * Returns NULL on OOM or when unit_count is out of range. Free with free(keys).
+ */
+char **slk_booking_unit_keys(const char *instructor, int64_t first_min, int unit_minutes, int unit_count);
+
+/* Price helpers: "50.00" ⇄ 5000 cents. */
+void slk_price_format(int64_t cents, char out[32]);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * Where a worker gets instructor settings from, cheapest first: its own
+ * cache, the copy in Redis (slk:{i}:meta), and Postgres. Loading from
+ * Postgres also writes the instructor's confirmed future bookings into
+ * Redis (restore.lua) before the settings, so that holds, which require the
+ * settings to be in Redis, are never granted over a confirmed booking after
+ * Redis restarted empty.
+ */
+#ifndef SLK_INSTRUCTOR_STORE_H
+#define SLK_INSTRUCTOR_STORE_H
+
+#include <libpq-fe.h>
+
+#include "slk/instructor.h"
+#include "slk/worker.h"
+
+/*
+ * err: 0 with entry set; SLK_ENOTFOUND (no such instructor); SLK_EUNAVAILABLE
+ * (Redis or Postgres unreachable or too slow); SLK_EPROTO (bad data).
+ * entry is valid until the worker's cache changes: use it before returning
+ * to the loop.
+ */
+typedef void (*slk_instructor_cb)(void *data, struct slk_instructor_entry *entry, int err);
+
+/* Cache, else Redis, else Postgres (+ restore). May call cb before returning. */
+void slk_instructor_get(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data);
+/* Postgres + restore, always (Redis said NOLOAD, or the settings just changed). */
+void slk_instructor_reload(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data);
+/* Caches settings received from Redis (a STALE reply). NULL when cfg is not valid settings. */
+struct slk_instructor_entry *slk_instructor_apply_cfg(struct slk_worker *w, const char *id, const char *cfg,
+                                                      size_t cfg_len);
+
+/*
+ * Settings from the first row of a query whose first eight columns are
+ * timezone, granularity_minutes, hold_seconds, buffer_minutes,
+ * requires_acceptance, weekly::text, version, updated_at in epoch ms.
+ */
+int slk_instructor_from_pg(struct slk_instructor *ins, const char *id, const PGresult *res,
+                           int default_hold_seconds) SLK_MUST_CHECK;
+
+#endif

@@ -1,0 +1,66 @@
+#include <string.h>
+
+#include "handlers/handlers_internal.h"
+#include "slk/auth.h"
+#include "slk/log.h"
+#include "slk/response.h"
+
+json_t *slk__body_object(struct slk_request *req, bool empty_ok)
+{
+    if (req->body_len == 0 && empty_ok)
+        return json_object();
+    json_error_t error;
+    json_t *obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &error);
+    if (obj == NULL) {
+        slk_reply_error(req, 400, "malformed_json", "The body is not valid JSON",
+                        json_pack("{s:s, s:i}", "reason", error.text, "position", error.position));
+        return NULL;
+    }
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        slk_reply_error(req, 400, "bad_request", "The body must be a JSON object", NULL);
+        return NULL;
+    }
+    return obj;
+}
+
+bool slk__param(const struct slk_request *req, size_t i, char *out, size_t cap)
+{
+    if (i >= req->num_params || req->params[i].len >= cap)
+        return false;
+    memcpy(out, req->params[i].ptr, req->params[i].len);
+    out[req->params[i].len] = '\0';
+    return true;
+}
+
+bool slk__is_admin(const struct slk_request *req)
+{
+    return req->user_role == SLK_ROLE_ADMIN;
+}
+
+bool slk__is_instructor(const struct slk_request *req, const char *instructor_id)
+{
+    return req->user_role == SLK_ROLE_INSTRUCTOR && strcmp(req->user_sub, instructor_id) == 0;
+}
+
+bool slk__is_student(const struct slk_request *req, const char *student_id)
+{
+    return req->user_role == SLK_ROLE_STUDENT && strcmp(req->user_sub, student_id) == 0;
+}
+
+void slk__reply_backend_error(struct slk_request *req, int err, const char *what)
+{
+    switch (err) {
+    case SLK_ENOTFOUND:
+        slk_reply_error(req, 404, "not_found", "Not found", NULL);
+        return;
+    case SLK_EUNAVAILABLE:
+    case SLK_ETIMEDOUT:
+    case SLK_EBUSY:
+        slk_reply_unavailable(req, what);
+        return;
+    default:
+        slk_log(SLK_LOG_ERROR, "request failed", "what", what, "error", slk_strerror(err), NULL);
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+    }
+}

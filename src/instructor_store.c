@@ -1,0 +1,295 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slk/booking.h"
+#include "slk/instructor_store.h"
+#include "slk/log.h"
+#include "slk/pg.h"
+#include "slk/redis.h"
+#include "slk/scripts.h"
+
+/* Booked units stay in Redis this long after the booking's last unit ends. */
+#define BOOKED_UNIT_GRACE_MS ((int64_t)3600 * 1000)
+
+struct load_op {
+    struct slk_worker *w;
+    char id[SLK_MAX_ID_LEN + 1];
+    slk_instructor_cb cb;
+    void *data;
+    struct slk_instructor ins;
+};
+
+static struct load_op *load_op_new(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data)
+{
+    struct load_op *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return NULL;
+    op->w = w;
+    snprintf(op->id, sizeof(op->id), "%s", id);
+    op->cb = cb;
+    op->data = data;
+    return op;
+}
+
+static void load_op_finish(struct load_op *op, struct slk_instructor_entry *entry, int err)
+{
+    op->cb(op->data, entry, err);
+    free(op);
+}
+
+struct slk_instructor_entry *slk_instructor_apply_cfg(struct slk_worker *w, const char *id, const char *cfg,
+                                                      size_t cfg_len)
+{
+    json_t *obj = json_loadb(cfg, cfg_len, 0, NULL);
+    struct slk_instructor ins;
+    const char *field, *why;
+    int rc = slk_instructor_parse(&ins, id, obj, w->cfg->hold_ttl_seconds, &field, &why);
+    const json_t *updated = json_object_get(obj, "updated_ms");
+    ins.updated_ms = json_is_integer(updated) ? json_integer_value(updated) : 0;
+    json_decref(obj);
+    if (rc != 0 || ins.version <= 0) {
+        slk_log(SLK_LOG_ERROR, "bad instructor settings in redis", "instructor", id, NULL);
+        return NULL;
+    }
+    return slk_instructor_cache_put(w->instructors, &ins);
+}
+
+static int meta_error(const redisReply *r, const char *err)
+{
+    if (err != NULL)
+        return SLK_EUNAVAILABLE;
+    if (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_INTEGER && r->type != REDIS_REPLY_STRING)
+        return SLK_EPROTO;
+    return 0;
+}
+
+/* Restore: confirmed bookings' units plus the settings, in one script call. */
+
+struct restore_args {
+    const char **keys;
+    size_t *keylens;
+    const char **args;
+    char *storage;
+    int nkeys, nargs;
+};
+
+static void restore_args_free(struct restore_args *a)
+{
+    free(a->keys);
+    free(a->keylens);
+    free(a->args);
+    free(a->storage);
+}
+
+static int count_units(const json_t *bookings)
+{
+    int total = 0;
+    size_t i;
+    const json_t *b;
+    json_array_foreach(bookings, i, b)
+    {
+        json_int_t n = json_integer_value(json_array_get(b, 3));
+        if (n <= 0 || n > SLK_MAX_UNITS)
+            return -1;
+        total += (int)n;
+    }
+    return total;
+}
+
+/* Per unit: key (SLK_KEY_MAX) + value "B:<uuid>" (48) + expiry (24). */
+#define UNIT_SLOT (SLK_KEY_MAX + 48 + 24)
+
+static int restore_args_build(struct restore_args *a, const struct load_op *op, const json_t *bookings, const char *cfg)
+{
+    memset(a, 0, sizeof(*a));
+    int units = count_units(bookings);
+    if (units < 0 || units > 1000000)
+        return SLK_EPROTO;
+    a->nkeys = 1 + units;
+    a->nargs = 2 + 2 * units;
+    a->keys = calloc((size_t)a->nkeys, sizeof(char *));
+    a->keylens = calloc((size_t)a->nkeys, sizeof(size_t));
+    a->args = calloc((size_t)a->nargs, sizeof(char *));
+    a->storage = malloc((size_t)(units + 1) * UNIT_SLOT);
+    if (a->keys == NULL || a->keylens == NULL || a->args == NULL || a->storage == NULL)
+        return SLK_ENOMEM;
+
+    char *p = a->storage;
+    a->keylens[0] = (size_t)slk_key_meta(p, op->id);
+    a->keys[0] = p;
+    p += UNIT_SLOT;
+    char *ver = p + SLK_KEY_MAX;
+    snprintf(ver, 24, "%lld", (long long)op->ins.version);
+    a->args[0] = ver;
+    a->args[1] = cfg;
+
+    int k = 1;
+    size_t i;
+    const json_t *b;
+    json_array_foreach(bookings, i, b)
+    {
+        const char *uuid = json_string_value(json_array_get(b, 0));
+        int64_t first = json_integer_value(json_array_get(b, 1));
+        int64_t umin = json_integer_value(json_array_get(b, 2));
+        int64_t count = json_integer_value(json_array_get(b, 3));
+        if (uuid == NULL || umin <= 0)
+            return SLK_EPROTO;
+        int64_t expire = (first + count * umin) * 60000 + BOOKED_UNIT_GRACE_MS;
+        for (int64_t u = 0; u < count; u++, k++, p += UNIT_SLOT) {
+            a->keylens[k] = (size_t)slk_key_unit(p, op->id, first + u * umin);
+            a->keys[k] = p;
+            char *value = p + SLK_KEY_MAX, *exp = value + 48;
+            snprintf(value, 48, "B:%s", uuid);
+            snprintf(exp, 24, "%lld", (long long)expire);
+            a->args[2 + 2 * (k - 1)] = value;
+            a->args[3 + 2 * (k - 1)] = exp;
+        }
+    }
+    return 0;
+}
+
+static void on_restored(void *data, redisReply *r, const char *err)
+{
+    struct load_op *op = data;
+    if (err != NULL) {
+        load_op_finish(op, NULL, SLK_EUNAVAILABLE);
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        slk_log(SLK_LOG_ERROR, "restore script failed", "instructor", op->id, "error", r->str, NULL);
+        load_op_finish(op, NULL, SLK_EPROTO);
+        return;
+    }
+    struct slk_instructor_entry *e = slk_instructor_cache_put(op->w->instructors, &op->ins);
+    load_op_finish(op, e, e == NULL ? SLK_ENOMEM : 0);
+}
+
+int slk_instructor_from_pg(struct slk_instructor *ins, const char *id, const PGresult *res, int default_hold_seconds)
+{
+    json_t *weekly = json_loads(PQgetvalue(res, 0, 5), 0, NULL);
+    json_t *obj = json_pack(
+        "{s:s, s:i, s:i, s:i, s:b, s:o, s:I}", "timezone", PQgetvalue(res, 0, 0), "granularity_minutes",
+        atoi(PQgetvalue(res, 0, 1)), "hold_seconds", atoi(PQgetvalue(res, 0, 2)), "buffer_minutes",
+        atoi(PQgetvalue(res, 0, 3)), "requires_acceptance", PQgetvalue(res, 0, 4)[0] == 't', "weekly",
+        weekly != NULL ? weekly : json_array(), "version", (json_int_t)strtoll(PQgetvalue(res, 0, 6), NULL, 10));
+    const char *field, *why;
+    int rc = slk_instructor_parse(ins, id, obj, default_hold_seconds, &field, &why);
+    json_decref(obj);
+    ins->updated_ms = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
+    return rc;
+}
+
+static char *cfg_dump(const struct slk_instructor *ins)
+{
+    json_t *o = slk_instructor_to_json(ins);
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "updated_ms", json_integer((json_int_t)ins->updated_ms));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static void on_loaded(void *data, PGresult *res, const char *err)
+{
+    struct load_op *op = data;
+    if (err != NULL) {
+        load_op_finish(op, NULL, SLK_EUNAVAILABLE);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        slk_log(SLK_LOG_ERROR, "instructor load failed", "instructor", op->id, "error", PQresultErrorMessage(res),
+                NULL);
+        load_op_finish(op, NULL, SLK_EUNAVAILABLE);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        load_op_finish(op, NULL, SLK_ENOTFOUND);
+        return;
+    }
+    json_t *bookings = json_loads(PQgetvalue(res, 0, 8), 0, NULL);
+    char *cfg = NULL;
+    struct restore_args a = {0};
+    int rc = slk_instructor_from_pg(&op->ins, op->id, res, op->w->cfg->hold_ttl_seconds);
+    if (rc == 0)
+        rc = bookings == NULL ? SLK_EPROTO : (cfg = cfg_dump(&op->ins)) == NULL ? SLK_ENOMEM : 0;
+    if (rc == 0)
+        rc = restore_args_build(&a, op, bookings, cfg);
+    if (rc == 0)
+        rc = slk_script_eval(op->w->redis, SLK_SCRIPT_RESTORE, on_restored, op, a.nkeys, a.keys, a.keylens, a.nargs,
+                             a.args, NULL);
+    if (rc != 0 && rc != SLK_EBUSY)
+        slk_log(SLK_LOG_ERROR, "instructor restore failed", "instructor", op->id, "error", slk_strerror(rc), NULL);
+    restore_args_free(&a);
+    free(cfg);
+    json_decref(bookings);
+    if (rc != 0)
+        load_op_finish(op, NULL, rc == SLK_EBUSY ? SLK_EUNAVAILABLE : rc);
+}
+
+static const char load_sql[] =
+    "SELECT i.timezone, i.granularity_minutes, i.hold_seconds, i.buffer_minutes, i.requires_acceptance, "
+    "i.weekly::text, i.version, (extract(epoch from i.updated_at) * 1000)::bigint, "
+    "COALESCE((SELECT json_agg(json_build_array(b.uuid::text, (extract(epoch from b.units_start_at) / 60)::bigint, "
+    "b.unit_minutes, b.unit_count)) FROM bookings b WHERE b.instructor_id = i.id "
+    "AND b.status IN ('paid', 'confirmed') AND b.end_at > now())::text, '[]') "
+    "FROM instructors i WHERE i.id = $1";
+
+static void reload(struct load_op *op)
+{
+    const char *params[1] = {op->id};
+    if (slk_pg_query(op->w->pg, load_sql, 1, params, on_loaded, op) != 0)
+        load_op_finish(op, NULL, SLK_EUNAVAILABLE);
+}
+
+void slk_instructor_reload(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data)
+{
+    struct load_op *op = load_op_new(w, id, cb, data);
+    if (op == NULL) {
+        cb(data, NULL, SLK_ENOMEM);
+        return;
+    }
+    reload(op);
+}
+
+static void on_meta(void *data, redisReply *r, const char *err)
+{
+    struct load_op *op = data;
+    int rc = meta_error(r, err);
+    if (rc != 0) {
+        load_op_finish(op, NULL, rc);
+        return;
+    }
+    /* HMGET ver cfg: both nil means Redis has nothing for this instructor. */
+    const redisReply *cfg = r->elements == 2 ? r->element[1] : NULL;
+    if (cfg == NULL || cfg->type != REDIS_REPLY_STRING) {
+        reload(op);
+        return;
+    }
+    struct slk_instructor_entry *e = slk_instructor_apply_cfg(op->w, op->id, cfg->str, cfg->len);
+    if (e == NULL) {
+        reload(op);
+        return;
+    }
+    load_op_finish(op, e, 0);
+}
+
+void slk_instructor_get(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data)
+{
+    struct slk_instructor_entry *e = slk_instructor_cache_get(w->instructors, id);
+    if (e != NULL) {
+        cb(data, e, 0);
+        return;
+    }
+    struct load_op *op = load_op_new(w, id, cb, data);
+    if (op == NULL) {
+        cb(data, NULL, SLK_ENOMEM);
+        return;
+    }
+    char key[SLK_KEY_MAX];
+    const char *argv[4] = {"HMGET", key, "ver", "cfg"};
+    size_t lens[4] = {5, (size_t)slk_key_meta(key, id), 3, 3};
+    if (slk_redis_command_argv(w->redis, on_meta, op, 4, argv, lens) != 0)
+        load_op_finish(op, NULL, SLK_EUNAVAILABLE);
+}

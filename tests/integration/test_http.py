@@ -1,0 +1,102 @@
+"""HTTP/1.1 protocol behaviour over raw sockets."""
+
+import json
+
+from harness import check, eq, expect_error, shared, slot, uid
+
+
+def _get(path, extra=""):
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n".encode()
+
+
+def test_keep_alive_two_requests_one_connection():
+    srv = shared()
+    with srv.raw() as rc:
+        rc.send(_get("/livez"))
+        eq(rc.read_response("GET", "/livez").status, 200, "first reply")
+        rc.send(_get("/healthz"))
+        eq(rc.read_response("GET", "/healthz").status, 200, "second reply on the same connection")
+        check(not rc.peer_closed(0.2), "server closed a keep-alive connection")
+
+
+def test_pipelined_requests_answered_in_order():
+    srv = shared()
+    with srv.raw() as rc:
+        rc.send(_get("/livez") + _get("/livez"))
+        eq(rc.read_response("GET", "/livez #1").status, 200, "first pipelined reply")
+        eq(rc.read_response("GET", "/livez #2").status, 200, "second pipelined reply")
+
+
+def test_pipelined_mixed_statuses_in_order():
+    srv = shared()
+    with srv.raw() as rc:
+        rc.send(_get("/livez") + _get("/no-such-route") + _get("/healthz"))
+        got = [rc.read_response("GET", f"pipelined #{i}").status for i in range(3)]
+    eq(got, [200, 404, 200], "statuses of three pipelined requests, in order")
+
+
+def test_content_length_with_transfer_encoding_is_400():
+    srv = shared()
+    body = b'{"a":1}'
+    req = (b"POST /api/v1/bookings HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(body)) + b"7\r\n" + body + b"\r\n0\r\n\r\n"
+    with srv.raw() as rc:
+        rc.send(req)
+        r = rc.read_response("POST", "/api/v1/bookings (CL+TE)")
+    eq(r.status, 400, f"status of {r}")
+
+
+def test_404_json_envelope():
+    srv = shared()
+    with srv.raw() as rc:
+        rc.send(_get("/definitely/not/here"))
+        r = rc.read_response("GET", "/definitely/not/here")
+    expect_error(r, 404, "not_found")
+
+
+def test_405_with_allow_header():
+    srv = shared()
+    with srv.raw() as rc:
+        rc.send(b"DELETE /api/v1/bookings HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer " +
+                srv.admin().encode() + b"\r\n\r\n")
+        r = rc.read_response("DELETE", "/api/v1/bookings")
+    expect_error(r, 405, "method_not_allowed")
+    check("POST" in (r.header("allow") or ""), f"Allow header: {r}")
+
+
+def test_garbage_request_is_400_and_server_survives():
+    srv = shared()
+    with srv.raw() as rc:
+        rc.send(b"\x00\x01\x02 HELLO \xff\xfe\r\n\r\n")
+        try:
+            r = rc.read_response("???", "garbage")
+            eq(r.status, 400, f"status of {r}")
+        except AssertionError as e:
+            # Closing the connection without a reply is acceptable for garbage.
+            check("connection ended" in str(e), str(e))
+    with srv.raw() as rc:
+        rc.send(_get("/livez"))
+        eq(rc.read_response("GET", "/livez").status, 200, "/livez after garbage")
+
+
+def test_chunked_request_body_accepted():
+    srv = shared()
+    ins = srv.put_instructor()
+    student = uid("stu")
+    body = json.dumps(srv.booking_body(ins, *slot(7, 10), student=student)).encode()
+    chunks = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (10, body[:10], len(body) - 10, body[10:])
+    req = (b"POST /api/v1/bookings HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+           b"Authorization: Bearer " + srv.token(student, "student").encode() +
+           b"\r\nTransfer-Encoding: chunked\r\n\r\n") + chunks
+    with srv.raw() as rc:
+        rc.send(req)
+        r = rc.read_response("POST", "/api/v1/bookings (chunked)")
+    eq(r.status, 201, f"status of {r}")
+
+
+def test_connection_close_is_honoured():
+    srv = shared()
+    with srv.raw() as rc:
+        rc.send(_get("/livez", "Connection: close\r\n"))
+        eq(rc.read_response("GET", "/livez").status, 200, "reply")
+        check(rc.peer_closed(3), "server kept the connection open after Connection: close")

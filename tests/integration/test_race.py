@@ -1,0 +1,87 @@
+"""Many clients race for a few slots: exactly one winner per slot."""
+
+import http.client
+import json
+import threading
+import time
+
+from harness import OVERLAP_AUDIT, Server, check, eq, expect_ok, psql, shared, slot, timeout, uid
+
+CLIENTS_PER_SLOT = 40
+SLOTS = 5
+
+
+def _race(srv):
+    ins = srv.put_instructor()
+    slots = [slot(7, 10 + i) for i in range(SLOTS)]
+    jobs = []
+    for i in range(SLOTS * CLIENTS_PER_SLOT):
+        student = uid("racer")
+        body = json.dumps(srv.booking_body(ins, *slots[i % SLOTS], student=student)).encode()
+        # Python-minted: 200 `slotlockd token` runs would dominate the test.
+        jobs.append((i % SLOTS, body, srv.py_token(student, "student")))
+    barrier = threading.Barrier(len(jobs), timeout=60)
+    results = [None] * len(jobs)
+
+    def client(n):
+        slot_no, body, token = jobs[n]
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        try:
+            try:
+                conn.connect()
+            except Exception:
+                barrier.abort()  # release the others at once; the test fails below
+                raise
+            barrier.wait()
+            conn.request("POST", "/api/v1/bookings", body=body,
+                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            r = conn.getresponse()
+            results[n] = (slot_no, r.status, r.read())
+        except Exception as e:  # reported below as a failed client
+            results[n] = (slot_no, None, repr(e).encode())
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(len(jobs))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 90
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    check(all(r is not None for r in results), "some race clients did not finish within 90 s")
+
+    errors = [r for r in results if r[1] is None]
+    check(not errors, f"{len(errors)} clients failed at the socket level, e.g. {errors[0][2][:200]!r}")
+    by_status = {}
+    for _, status, _ in results:
+        by_status[status] = by_status.get(status, 0) + 1
+    bad = [r for r in results if r[1] not in (201, 409)]
+    check(not bad, f"unexpected replies {by_status}; e.g. {bad[0][1]} {bad[0][2][:300]!r}")
+    for _, status, body in results:
+        if status == 409:
+            code = json.loads(body).get("error", {}).get("code")
+            eq(code, "slot_unavailable", "409 code in the race")
+    winners = [(s, json.loads(b)["data"]["uuid"]) for s, st, b in results if st == 201]
+    eq(len(winners), SLOTS, f"201 replies (by status {by_status})")
+    eq(sorted(s for s, _ in winners), list(range(SLOTS)), "one winner per slot")
+
+    fences = []
+    for _, booking in winners:
+        data = expect_ok(srv.callback(booking, "succeeded"), 200)
+        eq(data.get("status"), "confirmed", "winner confirms")
+        fences.append(data.get("fence_token"))
+    eq(len(set(fences)), SLOTS, f"distinct fence tokens {fences}")
+    eq(psql(f"SELECT count(*) FROM bookings WHERE instructor_id = '{ins}' AND status = 'confirmed'"), str(SLOTS),
+       "confirmed PG rows of the instructor")
+    eq(psql(OVERLAP_AUDIT), "0", "overlap audit")
+
+
+@timeout(150)
+def test_race_200_clients_5_slots():
+    _race(shared())
+
+
+@timeout(150)
+def test_race_200_clients_5_slots_two_workers():
+    with Server(env={"WORKERS": 2}, name="workers2") as srv:
+        _race(srv)
