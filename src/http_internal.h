@@ -59,9 +59,9 @@ struct slk__http_parser {
     bool paused_head;   /* llhttp paused at the end of the head */
     bool paused_done;   /* llhttp paused at the end of the message */
 
-    /* Position bookkeeping for the data being fed, to recognise obs-fold. */
+    /* Where the bytes being fed begin, and the last non-blank byte before them, to recognise obs-fold. */
     const char *chunk_begin;
-    char prev_last_byte;
+    char prev_solid_byte;
 
     int error_status;          /* HTTP status to reply with after SLK__HTTP_ERROR */
     const char *error_message; /* static, JSON-safe text for the envelope */

@@ -233,15 +233,16 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 {
     struct slk__http_parser *p = parser_of(ll);
     /*
-     * llhttp delivers an obs-fold continuation line as a second piece of the
-     * value, right after the line break. RFC 9112 5.2 lets a server reject it,
-     * and we do: folded values are a classic way to disagree with a proxy.
+     * llhttp accepts obs-fold: a line break followed by whitespace continues
+     * the value. RFC 9112 5.2 lets a server reject it, and we do: folded
+     * values are a classic way to disagree with a proxy about headers.
      */
-    if (len > 0 && is_ows(at[0])) {
-        char before = at > p->chunk_begin ? at[-1] : p->prev_last_byte;
-        if (before == '\n')
-            return fail(p, 400, "Folded header lines are not allowed");
-    }
+    const char *b = at;
+    while (b > p->chunk_begin && is_ows(b[-1]))
+        b--;
+    char before = b > p->chunk_begin ? b[-1] : p->prev_solid_byte;
+    if (before == '\n')
+        return fail(p, 400, "Folded header lines are not allowed");
     if (!value_bytes_ok(at, len))
         return fail(p, 400, "Invalid character in header value");
     if (p->headers_done)
@@ -509,6 +510,15 @@ struct slk_request *slk__http_parser_take(struct slk__http_parser *p)
     return r != NULL ? &r->pub : NULL;
 }
 
+/* Keeps the last byte that was not a space or tab, for the obs-fold check across feeds. */
+static void remember_solid_byte(struct slk__http_parser *p, const char *s, size_t len)
+{
+    while (len > 0 && is_ows(s[len - 1]))
+        len--;
+    if (len > 0)
+        p->prev_solid_byte = s[len - 1];
+}
+
 static enum slk__http_event parse_error(struct slk__http_parser *p, llhttp_errno_t e)
 {
     if (p->error_status == 0) {
@@ -539,8 +549,7 @@ enum slk__http_event slk__http_parser_feed(struct slk__http_parser *p, const cha
             used = (size_t)(llhttp_get_error_pos(&p->ll) - start);
         else if (e != HPE_OK)
             return parse_error(p, e);
-        if (used > 0)
-            p->prev_last_byte = start[used - 1];
+        remember_solid_byte(p, start, used);
         off += used;
         *consumed = off;
         if (p->paused_head) {

@@ -118,9 +118,9 @@ static int restore_args_build(struct restore_args *a, const struct load_op *op, 
     char *p = a->storage;
     a->keylens[0] = (size_t)slk_key_meta(p, op->id);
     a->keys[0] = p;
-    p += UNIT_SLOT;
     char *ver = p + SLK_KEY_MAX;
     snprintf(ver, 24, "%lld", (long long)op->ins.version);
+    p += UNIT_SLOT;
     a->args[0] = ver;
     a->args[1] = cfg;
 
