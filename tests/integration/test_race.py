@@ -5,7 +5,7 @@ import json
 import threading
 import time
 
-from harness import OVERLAP_AUDIT, Server, check, eq, expect_ok, psql, shared, slot, timeout, uid
+from harness import OVERLAP_AUDIT, Server, check, eq, expect_ok, fail, psql, shared, slot, timeout, uid
 
 CLIENTS_PER_SLOT = 40
 SLOTS = 5
@@ -51,12 +51,14 @@ def _race(srv):
     check(all(r is not None for r in results), "some race clients did not finish within 90 s")
 
     errors = [r for r in results if r[1] is None]
-    check(not errors, f"{len(errors)} clients failed at the socket level, e.g. {errors[0][2][:200]!r}")
+    if errors:
+        fail(f"{len(errors)} clients failed at the socket level, e.g. {errors[0][2][:200]!r}")
     by_status = {}
     for _, status, _ in results:
         by_status[status] = by_status.get(status, 0) + 1
     bad = [r for r in results if r[1] not in (201, 409)]
-    check(not bad, f"unexpected replies {by_status}; e.g. {bad[0][1]} {bad[0][2][:300]!r}")
+    if bad:
+        fail(f"unexpected replies {by_status}; e.g. {bad[0][1]} {bad[0][2][:300]!r}")
     for _, status, body in results:
         if status == 409:
             code = json.loads(body).get("error", {}).get("code")

@@ -74,6 +74,22 @@ static int parse_status_str(const struct slk_http_limits *lim, const char *text)
     return parse_status(lim, text, strlen(text));
 }
 
+/* Same, one byte per feed, so that no check can rely on seeing its context in one buffer. */
+static int parse_status_bytewise(const struct slk_http_limits *lim, const char *text)
+{
+    struct slk__http_parser p;
+    slk__http_parser_init(&p, lim);
+    enum slk__http_event ev = SLK__HTTP_NEED_MORE;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n && (ev == SLK__HTTP_NEED_MORE || ev == SLK__HTTP_CONTINUE); i++) {
+        size_t used = 0;
+        ev = slk__http_parser_feed(&p, text + i, 1, &used);
+    }
+    int status = ev == SLK__HTTP_ERROR ? p.error_status : (ev == SLK__HTTP_REQUEST ? 200 : 0);
+    slk__http_parser_cleanup(&p);
+    return status;
+}
+
 static void assert_str_eq(struct slk_str s, const char *expected)
 {
     assert_int_equal(s.len, strlen(expected));
@@ -193,7 +209,7 @@ static void test_byte_by_byte(void **state)
 {
     (void)state;
     const char text[] = "POST /api/v1/bookings/123/cancel?reason=a%20b HTTP/1.1\r\nHost: h\r\n"
-                        "X-Long: 0123456789abcdef0123456789\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "X-Long: 0123456789abcdef0123456789\r\nX-Spaced:  a  b \r\nTransfer-Encoding: chunked\r\n\r\n"
                         "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
     struct slk__http_parser p;
     slk__http_parser_init(&p, &default_limits);
@@ -209,6 +225,7 @@ static void test_byte_by_byte(void **state)
     assert_str_eq(req->path, "/api/v1/bookings/123/cancel");
     assert_str_eq(req->query, "reason=a%20b");
     assert_str_eq(*slk_request_header(req, "x-long"), "0123456789abcdef0123456789");
+    assert_str_eq(*slk_request_header(req, "x-spaced"), "a  b");
     assert_string_equal(req->body, "hello world");
     slk__http_request_free(req);
     slk__http_parser_cleanup(&p);
@@ -338,6 +355,11 @@ static void test_bad_header_bytes(void **state)
     /* obs-fold continuation lines. */
     assert_int_equal(parse_status_str(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n"), 400);
     assert_int_equal(parse_status_str(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX:\r\n\tb\r\n\r\n"), 400);
+    assert_int_equal(parse_status_bytewise(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n"), 400);
+    assert_int_equal(parse_status_bytewise(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX:\r\n \t b\r\n\r\n"), 400);
+    assert_int_equal(parse_status_bytewise(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX: a \t b\r\nY:  c\r\n\r\n"),
+                     200);
+    assert_int_equal(parse_status_bytewise(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n"), 400);
     /* Control characters in a value, NUL included. */
     assert_int_equal(parse_status_str(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01z\r\n\r\n"), 400);
     static const char with_nul[] = "GET / HTTP/1.1\r\nHost: h\r\nX: a\0z\r\n\r\n";
