@@ -9,8 +9,6 @@
 #include "slk/redis.h"
 #include "slk/scripts.h"
 
-/* Booked units stay in Redis this long after the booking's last unit ends. */
-#define BOOKED_UNIT_GRACE_MS ((int64_t)3600 * 1000)
 
 struct load_op {
     struct slk_worker *w;
@@ -135,7 +133,7 @@ static int restore_args_build(struct restore_args *a, const struct load_op *op, 
         int64_t count = json_integer_value(json_array_get(b, 3));
         if (uuid == NULL || umin <= 0)
             return SLK_EPROTO;
-        int64_t expire = (first + count * umin) * 60000 + BOOKED_UNIT_GRACE_MS;
+        int64_t expire = (first + count * umin) * 60000 + SLK_BOOKED_UNIT_GRACE_MS;
         for (int64_t u = 0; u < count; u++, k++, p += UNIT_SLOT) {
             a->keylens[k] = (size_t)slk_key_unit(p, op->id, first + u * umin);
             a->keys[k] = p;

@@ -1,6 +1,15 @@
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
+#include "slk/auth.h"
+#include "slk/config.h"
+#include "slk/response.h"
+#include "slk/router.h"
 #include "slk/routes.h"
+#include "slk/timeutil.h"
+#include "slk/worker.h"
 
 static const char *const labels[SLK_ROUTE__COUNT + 1] = {
 #define SLK__ROUTE_LABEL(id, label, method, pattern, handler) [SLK_ROUTE_##id] = label,
@@ -17,15 +26,6 @@ const char *slk_route_label(int route_id)
 }
 
 /* Registration and dispatch: route match, authentication, then the handler. */
-
-#include <string.h>
-
-#include "slk/auth.h"
-#include "slk/config.h"
-#include "slk/response.h"
-#include "slk/router.h"
-#include "slk/timeutil.h"
-#include "slk/worker.h"
 
 struct route_def {
     enum slk_method method;

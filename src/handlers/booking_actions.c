@@ -21,7 +21,6 @@
 #include "slk/timeutil.h"
 #include "slk/worker.h"
 
-#define BOOKED_UNIT_GRACE_MS ((int64_t)3600 * 1000)
 #define MAX_REFERENCE_BYTES 128
 #define MAX_REASON_BYTES 500
 
@@ -295,7 +294,7 @@ static void mark_booked(struct booking_op *op)
 {
     char expire[24], now[24];
     int64_t units_end = (op->b.units_first_min + (int64_t)op->b.unit_count * op->b.unit_minutes) * 60000;
-    snprintf(expire, sizeof(expire), "%" PRId64, units_end + BOOKED_UNIT_GRACE_MS);
+    snprintf(expire, sizeof(expire), "%" PRId64, units_end + SLK_BOOKED_UNIT_GRACE_MS);
     snprintf(now, sizeof(now), "%" PRId64, slk_clock_now_ms());
     const char *ref = op->b.payment_reference != NULL ? op->b.payment_reference : "";
     const char *args[6] = {op->b.uuid, op->b.status, expire, now, "payref", ref};

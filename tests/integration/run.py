@@ -16,6 +16,7 @@ import fnmatch
 import glob
 import importlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -119,6 +120,12 @@ def main():
                 out(name)
         return 0
 
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # Leave no server or redis-server behind when we are told to stop.
+    signal.signal(signal.SIGTERM, on_sigterm)
+
     passed = failed = 0
     t_start = time.monotonic()
     try:
@@ -168,8 +175,8 @@ def main():
                 out(f"{name} ... FAIL ({time.monotonic() - t0:.1f}s)")
                 out(indent(verdict))
                 failed += 1
-    except KeyboardInterrupt:
-        out("interrupted")
+    except KeyboardInterrupt as e:
+        out(f"interrupted ({e or 'SIGINT'}); stopping the servers started")
         failed += 1
     finally:
         harness.kill_leftovers()
