@@ -81,6 +81,34 @@ def test_redis_paused_is_503_within_timeout():
         redis.stop()
 
 
+@timeout(90)
+def test_hold_refused_by_slow_redis_leaves_no_hold():
+    # A client told 503 (retry later) must find the range free once Redis
+    # is back: a hold script that ran late, after the server gave up on it,
+    # must not keep the units for hold_seconds with no booking anyone knows.
+    redis = RedisProc().start()
+    try:
+        with Server(redis_url=redis.url, env=TIMEOUT_ENV, name="redis-late") as srv:
+            ins = srv.put_instructor()
+            student = uid("stu")
+            srv.hold(ins, *slot(7, 10), student=student)
+            redis.pause()
+            _expect_fast_503(srv, ins, *slot(7, 12), student)
+            redis.resume()
+            deadline = time.monotonic() + RECOVERY_S
+            while True:
+                r = srv.try_hold(ins, *slot(7, 12), student=student)
+                if r.status == 201:
+                    break
+                check(r.status in (409, 503), f"unexpected reply while Redis recovers: {r}")
+                check(time.monotonic() < deadline,
+                      f"the range refused with 503 is still taken {RECOVERY_S} s after Redis came back "
+                      f"(a timed-out hold was applied late and left behind): {r}")
+                time.sleep(0.2)
+    finally:
+        redis.stop()
+
+
 def _confirmed_then(srv, empty_redis):
     ins = srv.put_instructor()
     start, end = slot(7, 10)

@@ -1,0 +1,168 @@
+/* Request validation of POST /api/v1/bookings: types, grid, past, windows (R-HOLD). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "../../src/handlers/bookings.c"
+
+static struct create_op *new_op(void)
+{
+    struct create_op *op = calloc(1, sizeof(*op));
+    assert_non_null(op);
+    slk_booking_init(&op->b);
+    return op;
+}
+
+static const char *parse_text(const char *text, struct create_op *op)
+{
+    json_t *body = json_loads(text, 0, NULL);
+    assert_non_null(body);
+    const char *bad = parse_body(body, op);
+    json_decref(body);
+    return bad;
+}
+
+#define VALID_BODY                                                                                                     \
+    "\"student_uuid\":\"s-1\",\"course_uuid\":\"c-1\",\"instructor_uuid\":\"i-1\","                                    \
+    "\"start_time\":\"2030-01-07T09:00:00Z\",\"end_time\":\"2030-01-07T10:00:00Z\""
+
+static void expect_field(const char *text, const char *field)
+{
+    struct create_op *op = new_op();
+    const char *bad = parse_text(text, op);
+    if (field == NULL)
+        assert_null(bad);
+    else
+        assert_string_equal(bad, field);
+    create_op_free(op);
+}
+
+static void test_body_types(void **state)
+{
+    (void)state;
+    expect_field("{" VALID_BODY "}", NULL);
+    expect_field("{" VALID_BODY ",\"price_amount\":50.25,\"currency\":\"USD\",\"purpose\":\"1:1\"}", NULL);
+    expect_field("{\"course_uuid\":\"c\",\"instructor_uuid\":\"i\",\"start_time\":\"2030-01-07T09:00:00Z\","
+                 "\"end_time\":\"2030-01-07T10:00:00Z\"}",
+                 "student_uuid");
+    expect_field("{" VALID_BODY ",\"student_uuid\":7}", "student_uuid");
+    expect_field("{\"student_uuid\":\"a/b\",\"course_uuid\":\"c\",\"instructor_uuid\":\"i\"}", "student_uuid");
+    expect_field("{\"student_uuid\":\"s\",\"course_uuid\":\"c\",\"instructor_uuid\":\"i\",\"start_time\":"
+                 "\"tomorrow\",\"end_time\":\"2030-01-07T10:00:00Z\"}",
+                 "start_time");
+    expect_field("{" VALID_BODY ",\"price_amount\":50.005}", "price_amount");
+    expect_field("{" VALID_BODY ",\"price_amount\":-1}", "price_amount");
+    expect_field("{" VALID_BODY ",\"price_amount\":\"50\"}", "price_amount");
+    expect_field("{" VALID_BODY ",\"currency\":\"usd\"}", "currency");
+    expect_field("{" VALID_BODY ",\"currency\":\"EURO\"}", "currency");
+    expect_field("{" VALID_BODY ",\"purpose\":5}", "purpose");
+}
+
+static void test_price_in_cents(void **state)
+{
+    (void)state;
+    struct create_op *op = new_op();
+    assert_null(parse_text("{" VALID_BODY ",\"price_amount\":50.1}", op));
+    assert_int_equal(op->b.price_cents, 5010);
+    create_op_free(op);
+}
+
+/* An instructor in Berlin with 15-minute grid, working Monday 09:00-17:00 local. */
+static struct slk_instructor_entry *berlin(struct slk_instructor_cache *c)
+{
+    json_t *cfg = json_loads("{\"timezone\":\"Europe/Berlin\",\"buffer_minutes\":15,\"hold_seconds\":600,"
+                             "\"weekly\":[{\"day\":\"mon\",\"start\":\"09:00\",\"end\":\"17:00\"}]}",
+                             0, NULL);
+    struct slk_instructor ins;
+    const char *field, *why;
+    assert_int_equal(slk_instructor_parse(&ins, "i-1", cfg, 1800, &field, &why), 0);
+    json_decref(cfg);
+    return slk_instructor_cache_put(c, &ins);
+}
+
+static const char *validate(const char *start, const char *end, int64_t now, struct create_op **out)
+{
+    struct slk_instructor_cache *cache = slk_instructor_cache_create();
+    assert_non_null(cache);
+    struct slk_instructor_entry *e = berlin(cache);
+    char text[512];
+    snprintf(text, sizeof(text),
+             "{\"student_uuid\":\"s\",\"course_uuid\":\"c\",\"instructor_uuid\":\"i-1\",\"start_time\":\"%s\","
+             "\"end_time\":\"%s\"}",
+             start, end);
+    struct create_op *op = new_op();
+    assert_null(parse_text(text, op));
+    const char *why = NULL;
+    const char *bad = validate_times(op, e, now, &why);
+    if (bad != NULL)
+        assert_non_null(why);
+    else
+        plan_units(op, &e->ins, now);
+    slk_instructor_cache_free(cache);
+    if (out != NULL)
+        *out = op;
+    else
+        create_op_free(op);
+    return bad;
+}
+
+static int64_t at(const char *s)
+{
+    int64_t ms;
+    bool naive;
+    struct slk_local_time lt;
+    assert_int_equal(slk_time_parse_rfc3339(s, strlen(s), &ms, &naive, &lt), 0);
+    return ms;
+}
+
+static void test_times_against_settings(void **state)
+{
+    (void)state;
+    int64_t now = at("2030-01-01T00:00:00Z");
+    /* 2030-01-07 is a Monday; Berlin is UTC+1 in January. */
+    assert_null(validate("2030-01-07T08:00:00Z", "2030-01-07T09:00:00Z", now, NULL));
+    assert_null(validate("2030-01-07T09:00:00", "2030-01-07T10:00:00", now, NULL)); /* naive = Berlin time */
+    assert_null(validate("2030-01-07T10:00:00+01:00", "2030-01-07T11:00:00+01:00", now, NULL));
+    assert_string_equal(validate("2030-01-07T09:00:00Z", "2030-01-07T09:00:00Z", now, NULL), "end_time");
+    assert_string_equal(validate("2030-01-07T10:00:00Z", "2030-01-07T09:00:00Z", now, NULL), "end_time");
+    assert_string_equal(validate("2030-01-07T08:07:00Z", "2030-01-07T09:00:00Z", now, NULL), "start_time");
+    assert_string_equal(validate("2030-01-07T08:00:30Z", "2030-01-07T09:00:00Z", now, NULL), "start_time");
+    assert_string_equal(validate("2030-01-07T08:00:00Z", "2030-01-07T09:10:00Z", now, NULL), "end_time");
+    assert_string_equal(validate("2030-01-07T07:45:00Z", "2030-01-07T08:45:00Z", now, NULL), "start_time");
+    assert_string_equal(validate("2030-01-08T08:00:00Z", "2030-01-08T09:00:00Z", now, NULL), "start_time");
+    assert_string_equal(validate("2030-01-07T08:00:00Z", "2030-01-08T08:15:00Z", now, NULL), "end_time");
+    int64_t later = at("2030-01-07T08:00:00Z");
+    assert_string_equal(validate("2030-01-07T08:00:00Z", "2030-01-07T09:00:00Z", later, NULL), "start_time");
+}
+
+static void test_units_and_hold_expiry(void **state)
+{
+    (void)state;
+    int64_t now = at("2030-01-07T07:55:00Z");
+    struct create_op *op = NULL;
+    assert_null(validate("2030-01-07T08:00:00Z", "2030-01-07T09:00:00Z", now, &op));
+    /* One hour on a 15-minute grid plus a 15-minute buffer on each side. */
+    assert_int_equal(op->b.unit_count, 6);
+    assert_int_equal(op->b.unit_minutes, 15);
+    assert_int_equal(op->b.units_first_min * 60000, at("2030-01-07T07:45:00Z"));
+    /* hold_seconds is 600 but the start is 5 minutes away: the hold ends at the start. */
+    assert_int_equal(op->b.hold_expires_ms, at("2030-01-07T08:00:00Z"));
+    create_op_free(op);
+
+    now = at("2030-01-01T00:00:00Z");
+    assert_null(validate("2030-01-07T08:00:00Z", "2030-01-07T09:00:00Z", now, &op));
+    assert_int_equal(op->b.hold_expires_ms, now + 600 * 1000);
+    create_op_free(op);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_body_types),
+        cmocka_unit_test(test_price_in_cents),
+        cmocka_unit_test(test_times_against_settings),
+        cmocka_unit_test(test_units_and_hold_expiry),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
