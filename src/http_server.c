@@ -624,4 +624,7 @@ void slk_http_server_close(struct slk_http_server *srv, void (*done_cb)(void *),
     server_close_listener(srv);
     for (struct slk_conn *c = srv->conns; c != NULL; c = c->next)
         conn_close(c);
+    /* After stop_accepting the listener may already be closed and no connection left: nothing else would
+     * free the server then. */
+    server_maybe_done(srv);
 }

@@ -411,10 +411,45 @@ static void retry_stale(struct create_op *op, const redisReply *r)
         take_hold(op, e);
 }
 
+static void on_abandoned(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (err != NULL || r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_WARN, "could not undo a hold of unknown outcome; its TTL will free it", "error",
+                err != NULL ? err : r->str, NULL);
+}
+
+/*
+ * A hold whose reply never came may still run once Redis answers again (its
+ * script waits in the connection's queue). The client was told 503 and will
+ * never learn this uuid, so queue a release behind it: it frees exactly the
+ * units this hold may have taken.
+ */
+static void abandon_hold(struct create_op *op)
+{
+    char record[SLK_KEY_MAX], now[24];
+    size_t nkeys = 1 + (size_t)op->b.unit_count;
+    const char **keys = malloc(nkeys * sizeof(char *));
+    if (keys == NULL)
+        return;
+    slk_key_booking(record, op->b.instructor, op->b.uuid);
+    snprintf(now, sizeof(now), "%" PRId64, slk_clock_now_ms());
+    keys[0] = record;
+    for (int i = 0; i < op->b.unit_count; i++)
+        keys[1 + i] = op->unit_keys[i];
+    const char *args[4] = {op->b.uuid, "force", "expired", now};
+    if (slk_script_eval(op->req->worker->redis, SLK_SCRIPT_RELEASE, on_abandoned, NULL, (int)nkeys, keys, NULL, 4, args,
+                        NULL) != 0)
+        on_abandoned(NULL, NULL, "not queued");
+    free(keys);
+}
+
 static void on_hold(void *data, redisReply *r, const char *err)
 {
     struct create_op *op = data;
     if (err != NULL) {
+        if (err == slk_redis_err_timeout)
+            abandon_hold(op);
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }

@@ -3,6 +3,7 @@
  * with an echoing dispatch callback, and this thread as a plain blocking
  * socket client. Every receive has a timeout, so a bug fails, never hangs.
  */
+#define _GNU_SOURCE /* memmem */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -258,10 +259,11 @@ static bool header_is(const struct reply *r, const char *name, const char *value
 /* Reads one reply; false when the connection ended first. */
 static bool client_read_reply(struct client *c, struct reply *r, bool head_request)
 {
-    char *end;
-    while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL) {
+    char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    while (end == NULL) {
         if (client_fill(c) <= 0)
             return false;
+        end = memmem(c->buf, c->len, "\r\n\r\n", 4);
     }
     size_t head_len = (size_t)(end - c->buf) + 4;
     assert_true(head_len < sizeof(r->head));
