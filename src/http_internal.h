@@ -45,7 +45,7 @@ enum slk__http_event {
 struct slk__http_parser {
     llhttp_t ll;
     struct slk_http_limits limits;
-    struct slk__http_request *cur; /* request being built, NULL between requests */
+    struct slk__http_request *cur;  /* request being built, NULL between requests */
     struct slk__http_request *done; /* complete request waiting for slk__http_parser_take() */
 
     size_t head_bytes; /* request line + headers seen so far (exact once headers are complete) */
@@ -76,8 +76,7 @@ void slk__http_parser_cleanup(struct slk__http_parser *p);
  * them for SLK__HTTP_NEED_MORE). Call again with the rest after handling the
  * event. After SLK__HTTP_ERROR the parser is dead: only cleanup is allowed.
  */
-enum slk__http_event slk__http_parser_feed(struct slk__http_parser *p, const char *data, size_t len,
-                                           size_t *consumed);
+enum slk__http_event slk__http_parser_feed(struct slk__http_parser *p, const char *data, size_t len, size_t *consumed);
 /* True once the first byte of a request has been parsed and until that request is complete. */
 bool slk__http_parser_in_request(const struct slk__http_parser *p);
 /* Start time of the request in progress (uv_hrtime at its first byte), 0 when none. */

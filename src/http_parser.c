@@ -530,8 +530,7 @@ static enum slk__http_event parse_error(struct slk__http_parser *p, llhttp_errno
     return SLK__HTTP_ERROR;
 }
 
-enum slk__http_event slk__http_parser_feed(struct slk__http_parser *p, const char *data, size_t len,
-                                           size_t *consumed)
+enum slk__http_event slk__http_parser_feed(struct slk__http_parser *p, const char *data, size_t len, size_t *consumed)
 {
     size_t off = 0;
     *consumed = 0;

@@ -326,9 +326,9 @@ char *slk__http_error_reply(int status, const char *message, size_t *len)
     if (message == NULL)
         message = default_message;
     char body[512];
-    int blen = snprintf(body, sizeof(body),
-                        "{\"success\":false,\"message\":\"%s\",\"error\":{\"code\":\"%s\",\"details\":{}}}", message,
-                        code);
+    int blen =
+        snprintf(body, sizeof(body),
+                 "{\"success\":false,\"message\":\"%s\",\"error\":{\"code\":\"%s\",\"details\":{}}}", message, code);
     if (blen < 0 || (size_t)blen >= sizeof(body))
         return NULL;
     char date[64];
@@ -340,8 +340,7 @@ char *slk__http_error_reply(int status, const char *message, size_t *len)
     int n = snprintf(buf, cap,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json; charset=utf-8\r\n"
                      "Content-Length: %d\r\nConnection: close\r\n%s\r\n%s",
-                     status, slk_http_status_text(status), date, blen, status == 503 ? "Retry-After: 1\r\n" : "",
-                     body);
+                     status, slk_http_status_text(status), date, blen, status == 503 ? "Retry-After: 1\r\n" : "", body);
     if (n < 0 || (size_t)n >= cap) {
         free(buf);
         return NULL;

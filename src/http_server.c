@@ -72,6 +72,7 @@ struct slk_conn {
     bool reading;
     bool processing;
     bool peer_eof;
+    bool served_any; /* at least one request dispatched */
 };
 
 struct conn_write {
@@ -232,7 +233,8 @@ static void conn_finish(struct slk_conn *c)
         return;
     c->state = CONN_FINISHING;
     conn_set_reading(c, false);
-    uv_timer_stop(&c->timer);
+    /* A peer that never reads our last reply must not pin the connection forever. */
+    uv_timer_start(&c->timer, on_timer, c->srv->limits.idle_timeout_ms, 0);
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         conn_close(c);
@@ -267,14 +269,18 @@ static void conn_update_timer(struct slk_conn *c)
         uint64_t left = elapsed_ms < lim->request_timeout_ms ? lim->request_timeout_ms - elapsed_ms : 0;
         uv_timer_start(&c->timer, on_timer, left, 0);
     } else {
-        uv_timer_start(&c->timer, on_timer, lim->idle_timeout_ms, 0);
+        /* A connection that has not sent a single request yet gets no longer than a request would. */
+        uint64_t idle = lim->idle_timeout_ms;
+        if (!c->served_any && lim->request_timeout_ms < idle)
+            idle = lim->request_timeout_ms;
+        uv_timer_start(&c->timer, on_timer, idle, 0);
     }
 }
 
 static void on_timer(uv_timer_t *t)
 {
     struct slk_conn *c = t->data;
-    if (c->state == CONN_LINGER) {
+    if (c->state == CONN_LINGER || c->state == CONN_FINISHING) {
         conn_close(c);
     } else if (c->state == CONN_OPEN && c->inflight == NULL) {
         if (slk__http_parser_in_request(&c->parser))
@@ -289,7 +295,7 @@ static int conn_buffer(struct slk_conn *c, const char *data, size_t len)
     if (c->in_off > 0 && c->in_off == c->in_len)
         c->in_off = c->in_len = 0;
     if (c->in_len + len > c->in_cap) {
-        size_t cap = c->in_len + len;
+        size_t cap = c->in_cap * 2 > c->in_len + len ? c->in_cap * 2 : c->in_len + len;
         char *nb = realloc(c->in, cap);
         if (nb == NULL)
             return SLK_ENOMEM;
@@ -350,6 +356,7 @@ static void conn_dispatch(struct slk_conn *c)
     if (srv->draining)
         req->keep_alive = false;
     c->inflight = req;
+    c->served_any = true;
     c->refs++;
     srv->inflight++;
     uv_timer_stop(&c->timer);
@@ -390,8 +397,7 @@ static void conn_process(struct slk_conn *c)
     c->refs++;
     while (c->state == CONN_OPEN && c->inflight == NULL && c->in_off < c->in_len && !write_backlogged(c)) {
         size_t used = 0;
-        enum slk__http_event ev =
-            slk__http_parser_feed(&c->parser, c->in + c->in_off, c->in_len - c->in_off, &used);
+        enum slk__http_event ev = slk__http_parser_feed(&c->parser, c->in + c->in_off, c->in_len - c->in_off, &used);
         c->in_off += used;
         if (ev == SLK__HTTP_CONTINUE) {
             /* RFC 9110 10.1.1: no need to invite a body that is already arriving. */
@@ -411,8 +417,10 @@ static void conn_process(struct slk_conn *c)
 
 bool slk__conn_keep_alive(const struct slk_conn *c, const struct slk_request *req)
 {
-    return c != NULL && c->state == CONN_OPEN && c->srv != NULL && !c->srv->draining && !c->peer_eof &&
-           req->keep_alive;
+    if (c == NULL || c->state != CONN_OPEN || c->srv == NULL || c->srv->draining || !req->keep_alive)
+        return false;
+    /* A peer that half-closed still gets answers to the requests it pipelined before; the last one says close. */
+    return !c->peer_eof || c->in_off < c->in_len;
 }
 
 void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, size_t len, bool keep_alive)
@@ -589,8 +597,7 @@ static void server_close_listener(struct slk_http_server *srv)
 
 static bool conn_idle(const struct slk_conn *c)
 {
-    return c->state == CONN_OPEN && c->inflight == NULL && c->in_len == 0 &&
-           !slk__http_parser_in_request(&c->parser);
+    return c->state == CONN_OPEN && c->inflight == NULL && c->in_len == 0 && !slk__http_parser_in_request(&c->parser);
 }
 
 void slk_http_server_stop_accepting(struct slk_http_server *srv)

@@ -62,7 +62,8 @@ void slk_reply_error(struct slk_request *req, int status, const char *code, cons
         details = json_object();
     json_t *error = json_object();
     json_t *root = json_object();
-    if (root == NULL || error == NULL || details == NULL || json_object_set_new(error, "code", json_string(code)) != 0 ||
+    if (root == NULL || error == NULL || details == NULL ||
+        json_object_set_new(error, "code", json_string(code)) != 0 ||
         json_object_set_new(root, "success", json_false()) != 0 ||
         json_object_set_new(root, "message", json_string(message_or_default(message, status))) != 0) {
         json_decref(details);

@@ -139,8 +139,8 @@ static void build_allow(char *out, size_t cap, unsigned methods)
     }
 }
 
-enum slk_route_result slk_router_match(const struct slk_router *r, enum slk_method m, const char *path,
-                                       size_t path_len, struct slk_route_match *out)
+enum slk_route_result slk_router_match(const struct slk_router *r, enum slk_method m, const char *path, size_t path_len,
+                                       struct slk_route_match *out)
 {
     struct slk_str params[SLK_MAX_ROUTE_PARAMS];
     size_t num_params;

@@ -99,11 +99,16 @@ struct slk_http_limits {
     size_t max_header_bytes;
     size_t max_body_bytes;
     uint64_t request_timeout_ms; /* whole request must arrive within this */
-    uint64_t idle_timeout_ms;    /* keep-alive idle */
+    uint64_t idle_timeout_ms;    /* keep-alive idle (before its first request, a connection gets request_timeout_ms) */
     size_t max_connections;      /* per server (per worker) */
 };
 
-/* Opens a TCP listener on host:port with SO_REUSEPORT (and SO_REUSEADDR); returns fd or negative errno-style SLK_E*. */
+/*
+ * Opens a TCP listener on host:port with SO_REUSEPORT (and SO_REUSEADDR); returns fd or negative errno-style SLK_E*
+ * (SLK_EINVAL: host does not resolve; SLK_EIO: socket/bind/listen failed, logged with the reason). Call it once per
+ * worker: each call binds its own socket to the same port, and the kernel spreads connections across them. host
+ * NULL, "" or "*" means every address.
+ */
 int slk_listen_socket(const char *host, int port, int backlog) SLK_MUST_CHECK;
 
 struct slk_http_server *slk_http_server_create(uv_loop_t *loop, struct slk_worker *worker,
@@ -115,7 +120,8 @@ void slk_http_server_stop_accepting(struct slk_http_server *srv);
 size_t slk_http_server_open_connections(const struct slk_http_server *srv);
 size_t slk_http_server_inflight_requests(const struct slk_http_server *srv);
 /* Closes everything; in-flight requests are answered by their handlers into the void. The server is freed once
- * all its handles are closed; done_cb (may be NULL) is called then. */
+ * all its handles are closed; done_cb (may be NULL) is called then, always from a later loop iteration. A request
+ * still at its handler keeps only its own connection's memory alive, not the server. */
 void slk_http_server_close(struct slk_http_server *srv, void (*done_cb)(void *), void *done_data);
 
 /* Reason phrase for a status code ("Not Found"); "Unknown" for others. */

@@ -101,9 +101,9 @@ static void test_simple_get(void **state)
 {
     (void)state;
     struct slk__http_parser p;
-    struct slk_request *req =
-        parse_ok(&p, &default_limits, "GET /api/v1/bookings?student_uuid=s1&x=2 HTTP/1.1\r\nHost: example\r\n"
-                                      "X-Request-ID:  \t abc def \t \r\nAccept: */*\r\n\r\n");
+    struct slk_request *req = parse_ok(&p, &default_limits,
+                                       "GET /api/v1/bookings?student_uuid=s1&x=2 HTTP/1.1\r\nHost: example\r\n"
+                                       "X-Request-ID:  \t abc def \t \r\nAccept: */*\r\n\r\n");
     assert_int_equal(req->method, SLK_METHOD_GET);
     assert_str_eq(req->path, "/api/v1/bookings");
     assert_str_eq(req->query, "student_uuid=s1&x=2");
@@ -306,8 +306,9 @@ static void test_body_over_limit_by_chunks_is_413(void **state)
     (void)state;
     char text[512];
     char *a = repeat('a', 40), *b = repeat('b', 25);
-    snprintf(text, sizeof(text), "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n28\r\n%s\r\n19\r\n%s\r\n0\r\n\r\n",
-             a, b);
+    snprintf(text, sizeof(text),
+             "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n28\r\n%s\r\n19\r\n%s\r\n0\r\n\r\n", a,
+             b);
     assert_int_equal(parse_status_str(&small_limits, text), 413);
     free(a);
     free(b);
@@ -328,17 +329,20 @@ static void test_smuggling_defences(void **state)
         400);
     /* Identical duplicates are refused too (llhttp strict does, and nobody legitimate sends them). */
     assert_int_equal(
-        parse_status_str(&default_limits, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
+        parse_status_str(&default_limits,
+                         "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
         400);
-    assert_int_equal(parse_status_str(&default_limits,
-                                      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
-                     400);
+    assert_int_equal(
+        parse_status_str(&default_limits,
+                         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+        400);
     assert_int_equal(parse_status_str(&default_limits, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
                      400);
     assert_int_equal(parse_status_str(&default_limits, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
                                                        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
                      400);
-    assert_int_equal(parse_status_str(&default_limits, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"), 400);
+    assert_int_equal(parse_status_str(&default_limits, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"),
+                     400);
     assert_int_equal(parse_status_str(&default_limits, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\n"),
                      400);
 }
@@ -379,12 +383,12 @@ static void test_chunk_extension_cap(void **state)
     (void)state;
     char *ext = repeat('e', SLK_MAX_CHUNK_EXT_BYTES + 1);
     char text[1024];
-    snprintf(text, sizeof(text), "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;%s\r\nabc\r\n0\r\n\r\n",
-             ext);
+    snprintf(text, sizeof(text),
+             "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;%s\r\nabc\r\n0\r\n\r\n", ext);
     assert_int_equal(parse_status_str(&default_limits, text), 400);
     /* Split over name and value, and delivered byte by byte. */
-    snprintf(text, sizeof(text), "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;n=%s\r\nabc\r\n0\r\n\r\n",
-             ext + 1);
+    snprintf(text, sizeof(text),
+             "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;n=%s\r\nabc\r\n0\r\n\r\n", ext + 1);
     struct slk__http_parser p;
     slk__http_parser_init(&p, &default_limits);
     enum slk__http_event ev = SLK__HTTP_NEED_MORE;
@@ -551,10 +555,10 @@ static void test_query_param_decoding(void **state)
 {
     (void)state;
     struct slk__http_parser p;
-    struct slk_request *req = parse_ok(
-        &p, &default_limits,
-        "GET /q?a=1&msg=hello+world%21&pct=100%25&bad=%zz%4&nul=x%00y&empty=&flag&sp%20ace=ok&a=2&u=%C3%A9 "
-        "HTTP/1.1\r\nHost: h\r\n\r\n");
+    struct slk_request *req =
+        parse_ok(&p, &default_limits,
+                 "GET /q?a=1&msg=hello+world%21&pct=100%25&bad=%zz%4&nul=x%00y&empty=&flag&sp%20ace=ok&a=2&u=%C3%A9 "
+                 "HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_param(req, "a", "1"); /* first occurrence wins */
     assert_param(req, "msg", "hello world!");
     assert_param(req, "pct", "100%");
@@ -613,15 +617,100 @@ static void test_error_reply_envelope(void **state)
     static const struct {
         int status;
         const char *code;
-    } codes[] = {{400, "bad_request"},
-                 {408, "request_timeout"},
-                 {413, "payload_too_large"},
-                 {414, "uri_too_long"}};
+    } codes[] = {{400, "bad_request"}, {408, "request_timeout"}, {413, "payload_too_large"}, {414, "uri_too_long"}};
     for (size_t i = 0; i < SLK_ARRAY_SIZE(codes); i++) {
         const char *code, *message;
         slk__http_error_describe(codes[i].status, &code, &message);
         assert_string_equal(code, codes[i].code);
     }
+}
+
+struct outcome {
+    int status; /* 200 for a complete request */
+    size_t consumed;
+    char summary[256];
+};
+
+/* Feeds text in pieces of the given sizes (cycled; 0 means all at once) and records what came out. */
+static void run_split(const char *text, size_t len, const size_t *sizes, size_t nsizes, struct outcome *out)
+{
+    struct slk__http_parser p;
+    slk__http_parser_init(&p, &small_limits);
+    memset(out, 0, sizeof(*out));
+    size_t off = 0, k = 0;
+    enum slk__http_event ev = SLK__HTTP_NEED_MORE;
+    while (off < len) {
+        size_t piece = sizes[k++ % nsizes];
+        if (piece == 0 || piece > len - off)
+            piece = len - off;
+        size_t used = 0;
+        ev = slk__http_parser_feed(&p, text + off, piece, &used);
+        off += used;
+        if (ev == SLK__HTTP_CONTINUE)
+            continue;
+        if (ev != SLK__HTTP_NEED_MORE)
+            break;
+        assert_int_equal(used, piece);
+    }
+    out->consumed = off;
+    if (ev == SLK__HTTP_ERROR) {
+        out->status = p.error_status;
+    } else if (ev == SLK__HTTP_REQUEST) {
+        struct slk_request *req = slk__http_parser_take(&p);
+        out->status = 200;
+        snprintf(out->summary, sizeof(out->summary), "%d|%s|%s|%zu|%s|%d", (int)req->method, req->path.ptr,
+                 req->query.ptr, req->num_headers, req->body, (int)req->keep_alive);
+        slk__http_request_free(req);
+    }
+    slk__http_parser_cleanup(&p);
+}
+
+/* However the bytes are split, the parser reaches the same verdict: its accounting must not depend on read sizes. */
+static void test_split_invariance(void **state)
+{
+    (void)state;
+    static const char *samples[] = {
+        "GET /a?b=c HTTP/1.1\r\nHost: h\r\nX:  v  w \r\n\r\n",
+        "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789",
+        "POST /p HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+        "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nab\r\n1\r\nc\r\n0\r\nT: 1\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: h\r\nX: a\r\n  b\r\n\r\n",
+        "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    };
+    static const size_t splits[][4] = {{0}, {1}, {2, 3}, {7, 1, 13}, {5, 64}, {31, 2, 1, 9}};
+    for (size_t i = 0; i < SLK_ARRAY_SIZE(samples); i++) {
+        struct outcome whole, split;
+        size_t len = strlen(samples[i]);
+        run_split(samples[i], len, splits[0], 1, &whole);
+        assert_true(whole.status != 0 || i == 6);
+        for (size_t j = 1; j < SLK_ARRAY_SIZE(splits); j++) {
+            size_t n = 0;
+            while (n < 4 && splits[j][n] != 0)
+                n++;
+            run_split(samples[i], len, splits[j], n, &split);
+            assert_int_equal(split.status, whole.status);
+            if (whole.status == 200) /* after an error, how much was consumed is meaningless */
+                assert_int_equal(split.consumed, whole.consumed);
+            assert_string_equal(split.summary, whole.summary);
+        }
+    }
+    /* The header limit is exact whatever the split: 1024 bytes pass, 1025 do not. */
+    char *fill = repeat('v', 1024 - 28 - 4);
+    char text[1200];
+    for (int extra = 0; extra <= 1; extra++) {
+        snprintf(text, sizeof(text), "GET / HTTP/1.1\r\nHost: h\r\nX: %s%s\r\n\r\n", fill, extra ? "v" : "");
+        for (size_t j = 0; j < SLK_ARRAY_SIZE(splits); j++) {
+            size_t n = 0;
+            while (n < 4 && splits[j][n] != 0)
+                n++;
+            struct outcome o;
+            run_split(text, strlen(text), splits[j], n ? n : 1, &o);
+            assert_int_equal(o.status, extra ? 431 : 200);
+        }
+    }
+    free(fill);
 }
 
 int main(void)
@@ -650,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_query_param_decoding),
         cmocka_unit_test(test_response_header_refuses_injection),
         cmocka_unit_test(test_error_reply_envelope),
+        cmocka_unit_test(test_split_invariance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -491,6 +491,11 @@ static void test_request_timeout_is_408(void **state)
     assert_true(client_read_reply(c, r, false));
     assert_int_equal(r->status, 408);
     client_close(c);
+
+    /* A connection that never sends anything is dropped on the request deadline, silently, not after idle_timeout. */
+    c = client_open();
+    assert_eof(c);
+    client_close(c);
     free(r);
     stop_server();
 }
