@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 #include <strings.h>
 #include <time.h>
 
@@ -99,17 +101,6 @@ const struct slk_str *slk_request_header(const struct slk_request *req, const ch
     return NULL;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * application/x-www-form-urlencoded decoding into dst (room for len + 1).
  * Malformed escapes, and "%00" which would silently cut a C string short,
@@ -125,8 +116,8 @@ static size_t form_decode(char *dst, const char *src, size_t len)
             continue;
         }
         if (c == '%' && i + 2 < len) {
-            int hi = hex_value(src[i + 1]);
-            int lo = hex_value(src[i + 2]);
+            int hi = OPENSSL_hexchar2int((unsigned char)src[i + 1]);
+            int lo = OPENSSL_hexchar2int((unsigned char)src[i + 2]);
             if (hi >= 0 && lo >= 0 && (hi | lo) != 0) {
                 dst[o++] = (char)(hi * 16 + lo);
                 i += 2;

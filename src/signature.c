@@ -26,17 +26,6 @@ struct sig_header {
     size_t n_v1;
 };
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool is_space(char c)
 {
     return c == ' ' || c == '\t';
@@ -64,8 +53,8 @@ static int parse_v1(struct sig_header *h, const char *v, size_t len)
         return SLK_EAUTH;
     unsigned char *mac = h->v1[h->n_v1];
     for (size_t i = 0; i < SIG_MAC_LEN; i++) {
-        int hi = hex_value(v[2 * i]);
-        int lo = hex_value(v[2 * i + 1]);
+        int hi = OPENSSL_hexchar2int((unsigned char)v[2 * i]);
+        int lo = OPENSSL_hexchar2int((unsigned char)v[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return SLK_EAUTH;
         mac[i] = (unsigned char)(hi << 4 | lo);

@@ -112,12 +112,17 @@ static void on_pg_booking(void *data, PGresult *res, const char *err)
     op->next(op);
 }
 
-static void fetch_from_pg(struct booking_op *op)
+static void select_by_uuid(struct booking_op *op, slk_pg_cb cb)
 {
     const char *params[1] = {op->uuid};
     if (slk_pg_query(op->req->worker->pg, "SELECT " SLK_BOOKING_PG_COLUMNS " FROM bookings WHERE uuid = $1", 1, params,
-                     on_pg_booking, op) != 0)
+                     cb, op) != 0)
         finish_backend(op, SLK_EUNAVAILABLE, "postgres");
+}
+
+static void fetch_from_pg(struct booking_op *op)
+{
+    select_by_uuid(op, on_pg_booking);
 }
 
 static void on_record(void *data, redisReply *r, const char *err)
@@ -310,16 +315,6 @@ static void on_overlap_released(void *data, redisReply *r, const char *err)
     finish_error(op, 409, "hold_expired", "The hold expired and its time was taken by another booking", NULL);
 }
 
-static void on_inserted(void *data, PGresult *res, const char *err);
-
-static void select_existing(struct booking_op *op)
-{
-    const char *params[1] = {op->uuid};
-    if (slk_pg_query(op->req->worker->pg, "SELECT " SLK_BOOKING_PG_COLUMNS " FROM bookings WHERE uuid = $1", 1, params,
-                     on_inserted, op) != 0)
-        finish_backend(op, SLK_EUNAVAILABLE, "postgres");
-}
-
 static void on_inserted(void *data, PGresult *res, const char *err)
 {
     struct booking_op *op = data;
@@ -343,9 +338,9 @@ static void on_inserted(void *data, PGresult *res, const char *err)
         finish_backend(op, SLK_EUNAVAILABLE, "postgres");
         return;
     }
-    if (PQntuples(res) == 0) {
+    if (PQntuples(res) == 0 && op->restarts++ < 2) {
         /* Already inserted by a concurrent or earlier delivery of this callback. */
-        select_existing(op);
+        select_by_uuid(op, on_inserted);
         return;
     }
     slk_booking_clear(&op->b);
