@@ -5,15 +5,20 @@
 --
 -- KEYS[1]  slk:{i}:meta
 -- KEYS[2..] unit keys of confirmed/paid bookings
--- ARGV[1]  settings version
--- ARGV[2]  settings JSON
+-- ARGV[1]  settings version; '' for a batch that is not the last
+-- ARGV[2]  settings JSON; '' likewise
 -- ARGV[3..] per unit key, in order: value ('B:<uuid>'), expiry unix ms (PXAT)
 --
--- An older version never overwrites a newer one written concurrently.
--- Returns the version now in force.
+-- Large instructors are restored in several calls; only the last one carries
+-- the settings, so holds stay refused until every unit is in place. An older
+-- version never overwrites a newer one written concurrently.
+-- Returns the version now in force ('' after a batch that is not the last).
 for i = 2, #KEYS do
     local j = 3 + (i - 2) * 2
     redis.call('SET', KEYS[i], ARGV[j], 'PXAT', ARGV[j + 1])
+end
+if ARGV[1] == '' then
+    return ''
 end
 local current = redis.call('HGET', KEYS[1], 'ver')
 if not current or tonumber(current) < tonumber(ARGV[1]) then

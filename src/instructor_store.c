@@ -9,6 +9,20 @@
 #include "slk/redis.h"
 #include "slk/scripts.h"
 
+struct restore_args {
+    const char **keys;
+    size_t *keylens;
+    const char **args;
+    char *storage;
+    int nkeys, nargs;
+};
+
+/*
+ * Units are restored in batches (one script call each, in order), so that no
+ * single call grows with an instructor's bookings; the settings go in with
+ * the last batch, as the signal that the instructor is complete in Redis.
+ */
+#define RESTORE_BATCH_UNITS 2000
 
 struct load_op {
     struct slk_worker *w;
@@ -16,6 +30,9 @@ struct load_op {
     slk_instructor_cb cb;
     void *data;
     struct slk_instructor ins;
+    struct restore_args restore; /* keys[0] = meta, then every unit; args = ver, cfg, then pairs */
+    char *cfg;
+    int units_sent;
 };
 
 static struct load_op *load_op_new(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data)
@@ -30,9 +47,13 @@ static struct load_op *load_op_new(struct slk_worker *w, const char *id, slk_ins
     return op;
 }
 
+static void restore_args_free(struct restore_args *a);
+
 static void load_op_finish(struct load_op *op, struct slk_instructor_entry *entry, int err)
 {
     op->cb(op->data, entry, err);
+    restore_args_free(&op->restore);
+    free(op->cfg);
     free(op);
 }
 
@@ -55,22 +76,12 @@ struct slk_instructor_entry *slk_instructor_apply_cfg(struct slk_worker *w, cons
 
 static int meta_error(const redisReply *r, const char *err)
 {
-    if (err != NULL)
+    if (err != NULL || r->type == REDIS_REPLY_ERROR)
         return SLK_EUNAVAILABLE;
-    if (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_INTEGER && r->type != REDIS_REPLY_STRING)
-        return SLK_EPROTO;
-    return 0;
+    return r->type == REDIS_REPLY_ARRAY ? 0 : SLK_EPROTO;
 }
 
 /* Restore: confirmed bookings' units plus the settings, in one script call. */
-
-struct restore_args {
-    const char **keys;
-    size_t *keylens;
-    const char **args;
-    char *storage;
-    int nkeys, nargs;
-};
 
 static void restore_args_free(struct restore_args *a)
 {
@@ -147,6 +158,8 @@ static int restore_args_build(struct restore_args *a, const struct load_op *op, 
     return 0;
 }
 
+static int send_restore_batch(struct load_op *op);
+
 static void on_restored(void *data, redisReply *r, const char *err)
 {
     struct load_op *op = data;
@@ -156,11 +169,47 @@ static void on_restored(void *data, redisReply *r, const char *err)
     }
     if (r->type == REDIS_REPLY_ERROR) {
         slk_log(SLK_LOG_ERROR, "restore script failed", "instructor", op->id, "error", r->str, NULL);
-        load_op_finish(op, NULL, SLK_EPROTO);
+        load_op_finish(op, NULL, SLK_EUNAVAILABLE);
+        return;
+    }
+    if (op->units_sent < op->restore.nkeys - 1) {
+        int rc = send_restore_batch(op);
+        if (rc != 0)
+            load_op_finish(op, NULL, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE);
         return;
     }
     struct slk_instructor_entry *e = slk_instructor_cache_put(op->w->instructors, &op->ins);
     load_op_finish(op, e, e == NULL ? SLK_ENOMEM : 0);
+}
+
+static int send_restore_batch(struct load_op *op)
+{
+    const struct restore_args *a = &op->restore;
+    int total = a->nkeys - 1, n = total - op->units_sent;
+    if (n > RESTORE_BATCH_UNITS)
+        n = RESTORE_BATCH_UNITS;
+    bool last = op->units_sent + n == total;
+    const char **keys = malloc((size_t)(1 + n) * sizeof(char *));
+    size_t *keylens = malloc((size_t)(1 + n) * sizeof(size_t));
+    const char **args = malloc((size_t)(2 + 2 * n) * sizeof(char *));
+    int rc = SLK_ENOMEM;
+    if (keys != NULL && keylens != NULL && args != NULL) {
+        keys[0] = a->keys[0];
+        keylens[0] = a->keylens[0];
+        memcpy(&keys[1], &a->keys[1 + op->units_sent], (size_t)n * sizeof(char *));
+        memcpy(&keylens[1], &a->keylens[1 + op->units_sent], (size_t)n * sizeof(size_t));
+        args[0] = last ? a->args[0] : "";
+        args[1] = last ? a->args[1] : "";
+        memcpy(&args[2], &a->args[2 + 2 * op->units_sent], (size_t)(2 * n) * sizeof(char *));
+        rc = slk_script_eval(op->w->redis, SLK_SCRIPT_RESTORE, on_restored, op, 1 + n, keys, keylens, 2 + 2 * n, args,
+                             NULL);
+    }
+    free(keys);
+    free(keylens);
+    free(args);
+    if (rc == 0)
+        op->units_sent += n;
+    return rc;
 }
 
 int slk_instructor_from_pg(struct slk_instructor *ins, const char *id, const PGresult *res, int default_hold_seconds)
@@ -207,20 +256,15 @@ static void on_loaded(void *data, PGresult *res, const char *err)
         return;
     }
     json_t *bookings = json_loads(PQgetvalue(res, 0, 8), 0, NULL);
-    char *cfg = NULL;
-    struct restore_args a = {0};
     int rc = slk_instructor_from_pg(&op->ins, op->id, res, op->w->cfg->hold_ttl_seconds);
     if (rc == 0)
-        rc = bookings == NULL ? SLK_EPROTO : (cfg = cfg_dump(&op->ins)) == NULL ? SLK_ENOMEM : 0;
+        rc = bookings == NULL ? SLK_EPROTO : (op->cfg = cfg_dump(&op->ins)) == NULL ? SLK_ENOMEM : 0;
     if (rc == 0)
-        rc = restore_args_build(&a, op, bookings, cfg);
+        rc = restore_args_build(&op->restore, op, bookings, op->cfg);
     if (rc == 0)
-        rc = slk_script_eval(op->w->redis, SLK_SCRIPT_RESTORE, on_restored, op, a.nkeys, a.keys, a.keylens, a.nargs,
-                             a.args, NULL);
+        rc = send_restore_batch(op);
     if (rc != 0 && rc != SLK_EBUSY)
         slk_log(SLK_LOG_ERROR, "instructor restore failed", "instructor", op->id, "error", slk_strerror(rc), NULL);
-    restore_args_free(&a);
-    free(cfg);
     json_decref(bookings);
     if (rc != 0)
         load_op_finish(op, NULL, rc == SLK_EBUSY ? SLK_EUNAVAILABLE : rc);

@@ -113,9 +113,13 @@ static int serve(const struct slk_config *cfg)
             slk_log(SLK_LOG_ERROR, "cannot listen", "host", cfg->listen_host, "error", slk_strerror(fd), NULL);
             goto stop;
         }
-        if (slk_worker_init(&workers[started], started, cfg, router, fd) != 0 ||
-            slk_worker_start(&workers[started]) != 0) {
+        if (slk_worker_init(&workers[started], started, cfg, router, fd) != 0) {
             slk_log(SLK_LOG_ERROR, "cannot start worker", NULL);
+            goto stop;
+        }
+        if (slk_worker_start(&workers[started]) != 0) {
+            slk_log(SLK_LOG_ERROR, "cannot start worker", NULL);
+            slk_worker_free(&workers[started]);
             goto stop;
         }
     }

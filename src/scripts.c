@@ -15,8 +15,8 @@
 #include "slk/log.h"
 #include "slk/scripts.h"
 
-/* Our scripts take a handful of keys and args; anything near these caps is a bug. */
-#define EVAL_MAX_ARGS 1024                   /* keys + args */
+/* A hold takes a key per unit (at most SLK_MAX_UNITS); restores are batched below these caps. */
+#define EVAL_MAX_ARGS 16384                  /* keys + args */
 #define EVAL_MAX_ARG_BYTES ((size_t)1 << 20) /* their total size */
 #define EVAL_FIXED_ARGS 3                    /* EVALSHA sha1 nkeys */
 

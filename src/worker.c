@@ -79,11 +79,19 @@ static void on_handle_closed(uv_handle_t *h)
 }
 
 /* Draining (R-OPS): stop accepting, let in-flight requests finish (bounded), then close everything. */
-static void close_all(struct slk_worker *w)
+static void close_handles(struct slk_worker *w)
 {
+    if (!w->handles_ready)
+        return;
+    w->handles_ready = false;
     uv_timer_stop(&w->drain_timer);
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->stop_async, on_handle_closed);
+}
+
+static void close_all(struct slk_worker *w)
+{
+    close_handles(w);
     slk_http_server_close(w->http, NULL, NULL);
     w->http = NULL;
     slk_redis_close(w->redis);
@@ -122,8 +130,10 @@ static void run(void *arg)
 
 int slk_worker_start(struct slk_worker *w)
 {
-    if (uv_async_init(&w->loop, &w->stop_async, on_stop) != 0 || uv_timer_init(&w->loop, &w->drain_timer) != 0)
+    if (uv_async_init(&w->loop, &w->stop_async, on_stop) != 0)
         return SLK_ENOMEM;
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->handles_ready = true;
     w->stop_async.data = w;
     w->drain_timer.data = w;
     slk_redis_connect(w->redis);
@@ -148,6 +158,7 @@ void slk_worker_join(struct slk_worker *w)
 
 void slk_worker_free(struct slk_worker *w)
 {
+    close_handles(w);
     if (w->http != NULL)
         slk_http_server_close(w->http, NULL, NULL);
     if (w->redis != NULL)

@@ -33,6 +33,7 @@ struct slk_worker {
     uint64_t drain_deadline; /* loop time (ms) after which a drain stops waiting */
     bool draining;
     bool started;
+    bool handles_ready; /* stop_async and drain_timer are initialised and not yet closed */
 };
 
 int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, struct slk_router *router,

@@ -125,10 +125,28 @@ static void fetch_from_pg(struct booking_op *op)
     select_by_uuid(op, on_pg_booking);
 }
 
+/* A record left "confirming" may belong to a booking Postgres committed while Redis missed the news. */
+static void on_pg_confirming(void *data, PGresult *res, const char *err)
+{
+    struct booking_op *op = data;
+    if (err == NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 0) {
+        op->next(op);
+        return;
+    }
+    on_pg_booking(data, res, err);
+}
+
+static bool redis_failed(const redisReply *r, const char *err)
+{
+    if (err == NULL && r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_ERROR, "redis error reply", "error", r->str, NULL);
+    return err != NULL || r->type == REDIS_REPLY_ERROR;
+}
+
 static void on_record(void *data, redisReply *r, const char *err)
 {
     struct booking_op *op = data;
-    if (err != NULL) {
+    if (redis_failed(r, err)) {
         finish_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
@@ -142,13 +160,17 @@ static void on_record(void *data, redisReply *r, const char *err)
         finish_backend(op, rc, "redis");
         return;
     }
+    if (strcmp(op->b.status, "confirming") == 0) {
+        select_by_uuid(op, on_pg_confirming);
+        return;
+    }
     op->next(op);
 }
 
 static void on_index(void *data, redisReply *r, const char *err)
 {
     struct booking_op *op = data;
-    if (err != NULL) {
+    if (redis_failed(r, err)) {
         finish_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
@@ -292,11 +314,13 @@ static void on_confirmed_in_redis(void *data, redisReply *r, const char *err)
     if (err != NULL || r->type == REDIS_REPLY_ERROR)
         slk_log(SLK_LOG_WARN, "booked units not written to redis", "booking", op->uuid, "error",
                 err != NULL ? err : r->str, NULL);
-    finish_booking(op, "Payment applied");
+    finish_booking(op, op->target_status);
 }
 
-static void mark_booked(struct booking_op *op)
+/* Postgres has the booking: make Redis show its units as booked (idempotent), then reply. */
+static void mark_booked(struct booking_op *op, const char *message)
 {
+    op->target_status = message;
     char expire[24], now[24];
     int64_t units_end = (op->b.units_first_min + (int64_t)op->b.unit_count * op->b.unit_minutes) * 60000;
     snprintf(expire, sizeof(expire), "%" PRId64, units_end + SLK_BOOKED_UNIT_GRACE_MS);
@@ -315,6 +339,49 @@ static void on_overlap_released(void *data, redisReply *r, const char *err)
     finish_error(op, 409, "hold_expired", "The hold expired and its time was taken by another booking", NULL);
 }
 
+/* The booking's own row: confirm it in Redis if it is paid/confirmed, else report where it stands. */
+static void apply_pg_row(struct booking_op *op, const PGresult *res)
+{
+    slk_booking_clear(&op->b);
+    if (slk_booking_from_pg(&op->b, res, 0) != 0) {
+        finish_backend(op, SLK_EPROTO, "postgres");
+        return;
+    }
+    if (strcmp(op->b.status, "confirmed") != 0 && strcmp(op->b.status, "paid") != 0) {
+        finish_invalid_transition(op);
+        return;
+    }
+    mark_booked(op, "Payment applied");
+}
+
+static bool pg_rows(const PGresult *res, const char *err, struct booking_op *op)
+{
+    if (err != NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        finish_backend(op, SLK_EUNAVAILABLE, "postgres");
+        return false;
+    }
+    return true;
+}
+
+/* 23P01 may be our own row inserted by a concurrent delivery (ON CONFLICT only arbitrates the uuid). */
+static void on_overlap_checked(void *data, PGresult *res, const char *err)
+{
+    struct booking_op *op = data;
+    if (!pg_rows(res, err, op))
+        return;
+    if (PQntuples(res) > 0) {
+        apply_pg_row(op, res);
+        return;
+    }
+    /* The exclusion constraint caught an overlap Redis did not: the last line of defence held. */
+    slk_log(SLK_LOG_WARN, "postgres refused an overlapping booking", "booking", op->uuid, NULL);
+    char now[24];
+    snprintf(now, sizeof(now), "%" PRId64, slk_clock_now_ms());
+    const char *args[4] = {op->b.uuid, "force", "expired", now};
+    if (eval_on_units(op, SLK_SCRIPT_RELEASE, on_overlap_released, 4, args) != 0)
+        on_overlap_released(op, NULL, slk_redis_err_disconnected);
+}
+
 static void on_inserted(void *data, PGresult *res, const char *err)
 {
     struct booking_op *op = data;
@@ -324,13 +391,7 @@ static void on_inserted(void *data, PGresult *res, const char *err)
     }
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (PQresultStatus(res) != PGRES_TUPLES_OK && state != NULL && strcmp(state, "23P01") == 0) {
-        /* The exclusion constraint caught an overlap Redis did not: the last line of defence held. */
-        slk_log(SLK_LOG_WARN, "postgres refused an overlapping booking", "booking", op->uuid, NULL);
-        char now[24];
-        snprintf(now, sizeof(now), "%" PRId64, slk_clock_now_ms());
-        const char *args[4] = {op->b.uuid, "force", "expired", now};
-        if (eval_on_units(op, SLK_SCRIPT_RELEASE, on_overlap_released, 4, args) != 0)
-            on_overlap_released(op, NULL, slk_redis_err_disconnected);
+        select_by_uuid(op, on_overlap_checked);
         return;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -343,12 +404,20 @@ static void on_inserted(void *data, PGresult *res, const char *err)
         select_by_uuid(op, on_inserted);
         return;
     }
-    slk_booking_clear(&op->b);
-    if (slk_booking_from_pg(&op->b, res, 0) != 0) {
-        finish_backend(op, SLK_EPROTO, "postgres");
+    apply_pg_row(op, res);
+}
+
+/* pin.lua saw foreign units: unless Postgres already has this booking, the hold is lost. */
+static void on_expired_checked(void *data, PGresult *res, const char *err)
+{
+    struct booking_op *op = data;
+    if (!pg_rows(res, err, op))
+        return;
+    if (PQntuples(res) > 0) {
+        apply_pg_row(op, res);
         return;
     }
-    mark_booked(op);
+    finish_error(op, 409, "hold_expired", "The hold expired and its time was taken by another booking", NULL);
 }
 
 static const char insert_sql[] =
@@ -405,7 +474,7 @@ static void payment_step(struct booking_op *op);
 static void on_pinned(void *data, redisReply *r, const char *err)
 {
     struct booking_op *op = data;
-    if (err != NULL) {
+    if (redis_failed(r, err)) {
         finish_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
@@ -414,8 +483,12 @@ static void on_pinned(void *data, redisReply *r, const char *err)
         insert_booking(op);
         return;
     }
+    if (strcmp(tag, "BOOKED") == 0) {
+        select_by_uuid(op, on_inserted);
+        return;
+    }
     if (strcmp(tag, "EXPIRED") == 0) {
-        finish_error(op, 409, "hold_expired", "The hold expired and its time was taken by another booking", NULL);
+        select_by_uuid(op, on_expired_checked);
         return;
     }
     if ((strcmp(tag, "STATUS") == 0 || strcmp(tag, "NOTFOUND") == 0) && op->restarts++ < 2) {
@@ -441,7 +514,7 @@ static void pin(struct booking_op *op)
 static void on_failed_released(void *data, redisReply *r, const char *err)
 {
     struct booking_op *op = data;
-    if (err != NULL) {
+    if (redis_failed(r, err)) {
         finish_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
@@ -477,7 +550,7 @@ static void release_failed_payment(struct booking_op *op)
 static bool amount_matches(const json_t *body, const struct slk_booking *b, const char **field)
 {
     const json_t *amount = json_object_get(body, "amount");
-    if (amount != NULL) {
+    if (amount != NULL && !json_is_null(amount)) {
         *field = "amount";
         if (!json_is_number(amount) || b->price_cents < 0)
             return false;
@@ -486,7 +559,7 @@ static bool amount_matches(const json_t *body, const struct slk_booking *b, cons
             return false;
     }
     const json_t *currency = json_object_get(body, "currency");
-    if (currency != NULL) {
+    if (currency != NULL && !json_is_null(currency)) {
         *field = "currency";
         if (!json_is_string(currency) || strcmp(json_string_value(currency), b->currency) != 0)
             return false;
@@ -504,7 +577,7 @@ static void payment_step(struct booking_op *op)
             return;
         }
         if (strcmp(stored, "confirmed") == 0 || strcmp(stored, "paid") == 0) {
-            finish_booking(op, "Payment already applied");
+            mark_booked(op, "Payment already applied");
             return;
         }
         if (strcmp(stored, "expired") == 0) {
@@ -632,7 +705,7 @@ static void on_pg_transition(void *data, PGresult *res, const char *err)
 static void on_hold_cancelled(void *data, redisReply *r, const char *err)
 {
     struct booking_op *op = data;
-    if (err != NULL) {
+    if (redis_failed(r, err)) {
         finish_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }

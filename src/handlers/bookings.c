@@ -239,11 +239,12 @@ static void on_index_set(void *data, redisReply *r, const char *err)
 
 /*
  * The uuid → instructor index. It is sent ahead of the hold on the same
- * connection, so it is in place before anyone can learn the uuid; it lives
- * briefly unless the hold succeeds (extend_index), so refused holds leave
- * nothing behind for long.
+ * connection, so it is in place before anyone can learn the uuid. It first
+ * lives as long as the hold could, so a refused hold leaves nothing behind
+ * for long, and is extended to the record's retention once the hold is
+ * granted (extend_index).
  */
-#define INDEX_PROVISIONAL_MS 60000
+#define INDEX_MARGIN_MS 60000
 
 static int set_index(struct create_op *op, const char *command, int64_t expire_ms)
 {
@@ -257,7 +258,7 @@ static int set_index(struct create_op *op, const char *command, int64_t expire_m
 
 static int send_index(struct create_op *op)
 {
-    return set_index(op, "SET", slk_clock_now_ms() + INDEX_PROVISIONAL_MS);
+    return set_index(op, "SET", op->b.hold_expires_ms + INDEX_MARGIN_MS);
 }
 
 static void extend_index(struct create_op *op)
@@ -448,7 +449,8 @@ static void on_hold(void *data, redisReply *r, const char *err)
 {
     struct create_op *op = data;
     if (err != NULL) {
-        if (err == slk_redis_err_timeout)
+        /* Timed out, or lost mid-command: the script may have run. */
+        if (err == slk_redis_err_timeout || err == slk_redis_err_disconnected)
             abandon_hold(op);
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
@@ -469,8 +471,13 @@ static void on_hold(void *data, redisReply *r, const char *err)
             slk_instructor_reload(op->req->worker, op->b.instructor, on_instructor, op);
         return;
     }
-    slk_log(SLK_LOG_ERROR, "unexpected hold reply", "error", r->type == REDIS_REPLY_ERROR ? r->str : "shape", NULL);
-    fail_backend(op, SLK_EPROTO, "redis");
+    /* Error replies (LOADING, BUSY, OOM) and settings that keep changing under us are passing conditions. */
+    slk_log(SLK_LOG_ERROR, "hold not taken", "error",
+            r->type == REDIS_REPLY_ERROR ? r->str
+            : stale || noload            ? "settings kept changing"
+                                         : "unexpected reply",
+            NULL);
+    fail_backend(op, r->type == REDIS_REPLY_ERROR || stale || noload ? SLK_EUNAVAILABLE : SLK_EPROTO, "redis");
 }
 
 static struct create_op *create_op_new(struct slk_request *req)
@@ -488,11 +495,24 @@ static struct create_op *create_op_new(struct slk_request *req)
     return op;
 }
 
+/* R-SEC before validation: a caller may only book for themselves, whatever else the body says. */
+static bool may_book(const struct slk_request *req, const json_t *body)
+{
+    const char *student = json_string_value(json_object_get(body, "student_uuid"));
+    return slk__is_admin(req) || (student != NULL && slk__is_student(req, student)) ||
+           (student == NULL && req->user_role == SLK_ROLE_STUDENT);
+}
+
 void slk_handle_booking_create(struct slk_request *req)
 {
     json_t *body = slk__body_object(req, false);
     if (body == NULL)
         return;
+    if (!may_book(req, body)) {
+        json_decref(body);
+        slk_reply_error(req, 403, "forbidden", "Students may only book for themselves", NULL);
+        return;
+    }
     struct create_op *op = create_op_new(req);
     if (op == NULL) {
         json_decref(body);
@@ -503,11 +523,6 @@ void slk_handle_booking_create(struct slk_request *req)
     json_decref(body);
     if (bad != NULL) {
         fail_invalid(op, bad, "missing or invalid field");
-        return;
-    }
-    if (!slk__is_admin(req) && !slk__is_student(req, op->b.student)) {
-        create_op_free(op);
-        slk_reply_error(req, 403, "forbidden", "Students may only book for themselves", NULL);
         return;
     }
     slk_instructor_get(req->worker, op->b.instructor, on_instructor, op);

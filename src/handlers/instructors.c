@@ -5,6 +5,9 @@
 
 #include "handlers/handlers_internal.h"
 #include "slk/auth.h"
+#include "slk/booking.h"
+#include "slk/log.h"
+#include "slk/redis.h"
 #include "slk/instructor_store.h"
 #include "slk/pg.h"
 #include "slk/response.h"
@@ -26,11 +29,33 @@ static void reply_settings(struct slk_request *req, int status, const char *mess
     slk_reply_ok(req, status, message, data);
 }
 
+static void on_meta_dropped(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (err != NULL || r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_ERROR, "instructor settings in redis may be stale", "error", err != NULL ? err : r->str, NULL);
+}
+
+/*
+ * Postgres has the new settings but Redis could not take them: drop Redis's
+ * copy so the next hold reloads from Postgres instead of validating against
+ * the old settings (best effort: Redis may be the thing that failed).
+ */
+static void drop_meta(struct slk_worker *w, const char *id)
+{
+    char key[SLK_KEY_MAX];
+    const char *argv[2] = {"DEL", key};
+    size_t lens[2] = {3, (size_t)slk_key_meta(key, id)};
+    if (slk_redis_command_argv(w->redis, on_meta_dropped, NULL, 2, argv, lens) != 0)
+        on_meta_dropped(NULL, NULL, "not queued");
+}
+
 static void on_put_restored(void *data, struct slk_instructor_entry *entry, int err)
 {
     struct put_op *op = data;
     struct slk_request *req = op->req;
     if (err != 0 || entry == NULL) {
+        drop_meta(req->worker, op->ins.id);
         free(op);
         slk__reply_backend_error(req, err != 0 ? err : SLK_EPROTO, "redis");
         return;
