@@ -5,7 +5,7 @@ import json
 import threading
 import time
 
-from harness import OVERLAP_AUDIT, Server, check, eq, expect_ok, fail, psql, shared, slot, timeout, uid
+from harness import OVERLAP_AUDIT, Server, check, eq, expect_error, expect_ok, fail, psql, shared, slot, timeout, uid
 
 CLIENTS_PER_SLOT = 40
 SLOTS = 5
@@ -87,3 +87,41 @@ def test_race_200_clients_5_slots():
 def test_race_200_clients_5_slots_two_workers():
     with Server(env={"WORKERS": 2}, name="workers2") as srv:
         _race(srv)
+
+
+@timeout(120)
+def test_concurrent_duplicate_callbacks_confirm_once():
+    # At-least-once delivery: the same succeeded callback arriving 20 times at
+    # once must confirm exactly once, answer 200 every time, and leave the
+    # slot booked (a new hold on it is refused).
+    srv = shared()
+    ins = srv.put_instructor()
+    start, end = slot(9, 10)
+    h = srv.hold(ins, start, end)
+    body = json.dumps({"payment_reference": "pi_dup_" + uid("x"), "payment_status": "succeeded",
+                       "payment_engine": "stripe"})
+    n = 20
+    barrier = threading.Barrier(n, timeout=30)
+    results = [None] * n
+
+    def deliver(i):
+        try:
+            barrier.wait()
+            r = srv.callback(h.uuid, body=body)
+            results[i] = (r.status, r.json if r.status == 200 else r.body[:300])
+        except Exception as e:  # reported below
+            results[i] = (None, repr(e))
+
+    threads = [threading.Thread(target=deliver, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check(all(r is not None for r in results), "some deliveries did not finish")
+    bad = [r for r in results if r[0] != 200]
+    check(not bad, f"every delivery of a succeeded callback answers 200, got {bad[:3]}")
+    eq({r[1]["data"]["status"] for r in results}, {"confirmed"}, "statuses replied")
+    eq(psql(f"SELECT count(*) FROM bookings WHERE uuid = '{h.uuid}' AND status = 'confirmed'"), "1", "PG rows")
+    r = srv.try_hold(ins, start, end)
+    expect_error(r, 409, "slot_unavailable")
+    eq(psql(OVERLAP_AUDIT), "0", "overlap audit")

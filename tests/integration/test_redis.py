@@ -170,3 +170,28 @@ def test_confirmed_booking_readable_after_redis_restart():
     finally:
         redis.stop()
 
+
+
+@timeout(150)
+def test_restart_empty_restores_large_instructor_in_batches():
+    # On a 1-minute grid three 20-hour bookings cover 3,600 units, more than
+    # one restore call carries: every one must be back before holds resume.
+    redis = RedisProc().start()
+    try:
+        with Server(redis_url=redis.url, env=TIMEOUT_ENV, name="redis-batches") as srv:
+            ins = srv.put_instructor(granularity_minutes=1)
+            days = [8, 9, 10]
+            for d in days:
+                start, _ = slot(d, 1, minutes=60)
+                _, end = slot(d, 20, minutes=60)
+                srv.hold(ins, start, end).confirm()
+            eq(redis.command("FLUSHALL"), "OK", "FLUSHALL")
+            student = uid("stu")
+            for d in days:
+                start, end = slot(d, 19, minutes=30)  # the last hours of each booking
+                r = _hold_when_back(srv, ins, start, end, student)
+                check(r.status != 201, f"DOUBLE BOOKING after restore on day +{d}: {r}")
+                expect_error(r, 409, "slot_unavailable")
+            expect_ok(srv.try_hold(ins, *slot(8, 22, minutes=30), student=student), 201)
+    finally:
+        redis.stop()
