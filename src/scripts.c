@@ -15,8 +15,6 @@
 #include "slk/log.h"
 #include "slk/scripts.h"
 
-/* A hold takes a key per unit (at most SLK_MAX_UNITS); restores are batched below these caps. */
-#define EVAL_MAX_ARGS 16384                  /* keys + args */
 #define EVAL_MAX_ARG_BYTES ((size_t)1 << 20) /* their total size */
 #define EVAL_FIXED_ARGS 3                    /* EVALSHA sha1 nkeys */
 
@@ -205,7 +203,7 @@ int slk_script_eval(struct slk_redis *r, enum slk_script_id id, slk_redis_cb cb,
     const struct slk_script *script = slk_script_get(id);
     if (script == NULL || script->source == NULL || cb == NULL)
         return SLK_EINVAL;
-    if (nkeys < 0 || nargs < 0 || nkeys + nargs > EVAL_MAX_ARGS || (nkeys > 0 && keys == NULL) ||
+    if (nkeys < 0 || nargs < 0 || nkeys + nargs > SLK_SCRIPT_MAX_ARGS || (nkeys > 0 && keys == NULL) ||
         (nargs > 0 && args == NULL))
         return SLK_EINVAL;
     size_t bytes_len = total_len(nkeys, keys, keylens) + total_len(nargs, args, arglens);

@@ -25,6 +25,9 @@ struct slk_script {
     char sha1[41]; /* hex, computed at start */
 };
 
+/* Keys + args of one call: a hold takes a key per unit (at most SLK_MAX_UNITS); restores are batched below it. */
+#define SLK_SCRIPT_MAX_ARGS 16384
+
 /* Computes SHA1s (OpenSSL). Call once before any slk_script_eval. */
 void slk_scripts_init(void);
 const struct slk_script *slk_script_get(enum slk_script_id id);

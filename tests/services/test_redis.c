@@ -458,11 +458,15 @@ static void test_script_eval_survives_script_flush(void **state)
     assert_int_equal(res.integer, 1); /* loaded again by the NOSCRIPT recovery */
 
     /* Too many keys + args is refused up front. */
-    static const char *many[1025];
-    for (size_t i = 0; i < 1025; i++)
+    static const char *many[SLK_SCRIPT_MAX_ARGS + 1];
+    for (size_t i = 0; i < SLK_SCRIPT_MAX_ARGS + 1; i++)
         many[i] = "k";
-    assert_int_equal(slk_script_eval(e.r, SLK_SCRIPT_HOLD, record, &res, 1025, many, NULL, 0, NULL, NULL), SLK_EINVAL);
-    assert_int_equal(slk_script_eval(e.r, SLK_SCRIPT_HOLD, record, &res, 512, many, NULL, 513, many, NULL), SLK_EINVAL);
+    assert_int_equal(
+        slk_script_eval(e.r, SLK_SCRIPT_HOLD, record, &res, SLK_SCRIPT_MAX_ARGS + 1, many, NULL, 0, NULL, NULL),
+        SLK_EINVAL);
+    assert_int_equal(slk_script_eval(e.r, SLK_SCRIPT_HOLD, record, &res, SLK_SCRIPT_MAX_ARGS / 2, many, NULL,
+                                     SLK_SCRIPT_MAX_ARGS / 2 + 1, many, NULL),
+                     SLK_EINVAL);
     env_finish(&e);
 }
 
