@@ -15,7 +15,7 @@
 #include "slk/log.h"
 #include "slk/scripts.h"
 
-#define EVAL_MAX_ARG_BYTES ((size_t)1 << 20) /* their total size */
+#define EVAL_MAX_ARG_BYTES ((size_t)1 << 20) /* total bytes of the keys and args of one call */
 #define EVAL_FIXED_ARGS 3                    /* EVALSHA sha1 nkeys */
 
 static struct slk_script scripts[SLK_SCRIPT__COUNT] = {
