@@ -10,9 +10,9 @@
 
 enum slk_hold_outcome {
     SLK_HOLD_GRANTED = 0,
-    SLK_HOLD_TAKEN,      /* 409 slot_unavailable */
-    SLK_HOLD_REJECTED,   /* validation */
-    SLK_HOLD_ERROR,      /* Redis unavailable etc. */
+    SLK_HOLD_TAKEN,    /* 409 slot_unavailable */
+    SLK_HOLD_REJECTED, /* validation */
+    SLK_HOLD_ERROR,    /* Redis unavailable etc. */
     SLK_HOLD__COUNT,
 };
 

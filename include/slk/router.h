@@ -32,7 +32,7 @@ void slk_router_free(struct slk_router *r);
 /* route_id is the caller's (metrics label index). Patterns must outlive the router. */
 int slk_router_add(struct slk_router *r, enum slk_method m, const char *pattern, slk_handler_cb handler,
                    int route_id) SLK_MUST_CHECK;
-enum slk_route_result slk_router_match(const struct slk_router *r, enum slk_method m, const char *path,
-                                       size_t path_len, struct slk_route_match *out);
+enum slk_route_result slk_router_match(const struct slk_router *r, enum slk_method m, const char *path, size_t path_len,
+                                       struct slk_route_match *out);
 
 #endif

@@ -39,8 +39,10 @@ struct booking_op {
     char reference[MAX_REFERENCE_BYTES + 1];
     char engine[SLK_MAX_ID_LEN + 1];
     char *reason;
-    json_t *payment_body; /* checked against the booking once it is fetched */
-    const char *actor;    /* cancelled_by */
+    json_t *payment_body;   /* checked against the booking once it is fetched */
+    const char *new_status; /* what release_hold() moves the booking to */
+    bool repeat_ok;
+    const char *actor; /* cancelled_by */
     const char *target_status;
 };
 
@@ -511,7 +513,13 @@ static void pin(struct booking_op *op)
         finish_backend(op, SLK_EUNAVAILABLE, "redis");
 }
 
-static void on_failed_released(void *data, redisReply *r, const char *err)
+/*
+ * The reply of release.lua in 'hold' mode. OK: the unpaid hold is gone and
+ * the booking has op->new_status. STATUS: it had already moved on; a repeat
+ * of the same outcome is answered like the first when op->repeat_ok (an
+ * at-least-once callback), else it is an invalid transition.
+ */
+static void on_hold_released(void *data, redisReply *r, const char *err)
 {
     struct booking_op *op = data;
     if (redis_failed(r, err)) {
@@ -519,32 +527,39 @@ static void on_failed_released(void *data, redisReply *r, const char *err)
         return;
     }
     const char *tag = script_tag(r);
-    if (strcmp(tag, "OK") == 0) {
-        snprintf(op->b.status, sizeof(op->b.status), "payment_failed");
-        free(op->b.payment_reference);
-        op->b.payment_reference = strdup(op->reference);
-        finish_booking(op, "Payment failed; the slot is released");
+    bool released = strcmp(tag, "OK") == 0;
+    if (!released && strcmp(tag, "STATUS") != 0) {
+        finish_backend(op, SLK_EPROTO, "redis");
         return;
     }
-    if (strcmp(tag, "STATUS") == 0) {
-        snprintf(op->b.status, sizeof(op->b.status), "%s", script_status(r));
-        if (strcmp(op->b.status, "payment_failed") == 0) {
-            finish_booking(op, "Payment failed; the slot is released");
-            return;
-        }
-        finish_invalid_transition(op);
+    snprintf(op->b.status, sizeof(op->b.status), "%s", released ? op->new_status : script_status(r));
+    if (released || (op->repeat_ok && strcmp(op->b.status, op->new_status) == 0)) {
+        finish_booking(op, op->target_status);
         return;
     }
-    finish_backend(op, SLK_EPROTO, "redis");
+    finish_invalid_transition(op);
+}
+
+static void release_hold(struct booking_op *op, const char *status, const char *message, bool repeat_ok, int nextra,
+                         const char **extra)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%" PRId64, slk_clock_now_ms());
+    const char *args[4 + 8] = {op->b.uuid, "hold", status, now};
+    memcpy(&args[4], extra, (size_t)nextra * sizeof(char *));
+    op->new_status = status;
+    op->target_status = message;
+    op->repeat_ok = repeat_ok;
+    if (eval_on_units(op, SLK_SCRIPT_RELEASE, on_hold_released, 4 + nextra, args) != 0)
+        finish_backend(op, SLK_EUNAVAILABLE, "redis");
 }
 
 static void release_failed_payment(struct booking_op *op)
 {
-    char now[24];
-    snprintf(now, sizeof(now), "%" PRId64, slk_clock_now_ms());
-    const char *args[6] = {op->b.uuid, "hold", "payment_failed", now, "payref", op->reference};
-    if (eval_on_units(op, SLK_SCRIPT_RELEASE, on_failed_released, 6, args) != 0)
-        finish_backend(op, SLK_EUNAVAILABLE, "redis");
+    free(op->b.payment_reference);
+    op->b.payment_reference = strdup(op->reference);
+    const char *extra[2] = {"payref", op->reference};
+    release_hold(op, "payment_failed", "Payment failed; the slot is released", true, 2, extra);
 }
 
 static bool amount_matches(const json_t *body, const struct slk_booking *b, const char **field)
@@ -702,27 +717,6 @@ static void on_pg_transition(void *data, PGresult *res, const char *err)
     release_after_pg(op, op->b.status, op->target_status);
 }
 
-static void on_hold_cancelled(void *data, redisReply *r, const char *err)
-{
-    struct booking_op *op = data;
-    if (redis_failed(r, err)) {
-        finish_backend(op, SLK_EUNAVAILABLE, "redis");
-        return;
-    }
-    const char *tag = script_tag(r);
-    if (strcmp(tag, "OK") == 0) {
-        snprintf(op->b.status, sizeof(op->b.status), "cancelled");
-        finish_booking(op, "Booking cancelled");
-        return;
-    }
-    if (strcmp(tag, "STATUS") == 0) {
-        snprintf(op->b.status, sizeof(op->b.status), "%s", script_status(r));
-        finish_invalid_transition(op);
-        return;
-    }
-    finish_backend(op, SLK_EPROTO, "redis");
-}
-
 static void cancel_hold(struct booking_op *op)
 {
     int64_t now = slk_clock_now_ms();
@@ -733,14 +727,11 @@ static void cancel_hold(struct booking_op *op)
     b->cancel_reason = op->reason != NULL ? strdup(op->reason) : NULL;
     char now_s[24];
     snprintf(now_s, sizeof(now_s), "%" PRId64, now);
-    const char *args[12] = {b->uuid,         "hold",
-                            "cancelled",     now_s,
-                            "cancelled",     now_s,
+    const char *extra[8] = {"cancelled",     now_s,
                             "cancelled_by",  op->actor,
                             "refund",        b->refund_eligible ? "1" : "0",
                             "cancel_reason", op->reason != NULL ? op->reason : ""};
-    if (eval_on_units(op, SLK_SCRIPT_RELEASE, on_hold_cancelled, 12, args) != 0)
-        finish_backend(op, SLK_EUNAVAILABLE, "redis");
+    release_hold(op, "cancelled", "Booking cancelled", false, 8, extra);
 }
 
 static void cancel_step(struct booking_op *op)
