@@ -9,6 +9,7 @@
 #include "slk/router.h"
 #include "slk/routes.h"
 #include "slk/timeutil.h"
+#include "slk/token_cache.h"
 #include "slk/worker.h"
 
 static const char *const labels[SLK_ROUTE__COUNT + 1] = {
@@ -74,8 +75,15 @@ static int authenticate(struct slk_request *req)
         return -1;
     }
     struct slk_identity id;
-    int rc = slk_jwt_verify(h->ptr + 7, h->len - 7, (const unsigned char *)cfg->jwt_secret, strlen(cfg->jwt_secret),
-                            slk_clock_now_ms() / 1000, &id);
+    const char *token = h->ptr + sizeof(bearer) - 1;
+    size_t len = h->len - (sizeof(bearer) - 1);
+    int64_t now = slk_clock_now_ms() / 1000;
+    int rc = 0;
+    if (!slk_token_cache_get(req->worker->tokens, token, len, now, &id)) {
+        rc = slk_jwt_verify(token, len, (const unsigned char *)cfg->jwt_secret, strlen(cfg->jwt_secret), now, &id);
+        if (rc == 0)
+            slk_token_cache_put(req->worker->tokens, token, len, &id);
+    }
     if (rc != 0) {
         slk_reply_error(req, 401, "unauthorized",
                         rc == SLK_EEXPIRED ? "The token has expired" : "The token is not valid", NULL);

@@ -9,6 +9,7 @@
 #include "slk/redis.h"
 #include "slk/routes.h"
 #include "slk/scripts.h"
+#include "slk/token_cache.h"
 #include "slk/worker.h"
 
 #define DRAIN_POLL_MS 20
@@ -53,6 +54,7 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
         .conninfo = cfg->database_url, .size = cfg->pg_pool_size, .query_timeout_ms = cfg->pg_timeout_ms};
     w->pg = slk_pg_pool_create(&w->loop, &pg);
     w->instructors = slk_instructor_cache_create();
+    w->tokens = slk_token_cache_create();
     struct slk_http_limits limits = {
         .max_header_bytes = cfg->max_header_bytes,
         .max_body_bytes = cfg->max_body_bytes,
@@ -62,7 +64,7 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     };
     w->http = slk_http_server_create(&w->loop, w, &limits, slk_routes_dispatch);
     rc = SLK_ENOMEM;
-    if (w->pg == NULL || w->instructors == NULL || w->http == NULL)
+    if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->http == NULL)
         goto fail;
     rc = slk_http_server_listen(w->http, listen_fd);
     if (rc != 0)
@@ -174,6 +176,8 @@ void slk_worker_free(struct slk_worker *w)
         slk_log(SLK_LOG_WARN, "event loop closed with handles open", NULL);
     slk_instructor_cache_free(w->instructors);
     w->instructors = NULL;
+    slk_token_cache_free(w->tokens);
+    w->tokens = NULL;
     if (w->listen_fd >= 0)
         close(w->listen_fd);
     w->listen_fd = -1;

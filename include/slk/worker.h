@@ -16,6 +16,7 @@ struct slk_redis;
 struct slk_pg_pool;
 struct slk_router;
 struct slk_instructor_cache;
+struct slk_token_cache;
 
 struct slk_worker {
     int id;
@@ -29,6 +30,7 @@ struct slk_worker {
     struct slk_redis *redis;
     struct slk_pg_pool *pg;
     struct slk_instructor_cache *instructors;
+    struct slk_token_cache *tokens;
     int listen_fd;
     uint64_t drain_deadline; /* loop time (ms) after which a drain stops waiting */
     bool draining;
