@@ -164,8 +164,10 @@ int main(int argc, char **argv)
     struct slk_config cfg;
     bool help = false, version = false;
     char err[512];
-    if (slk_config_load(&cfg, argc, argv, first, &help, &version, err, sizeof(err)) != 0)
-        return usage_error(err);
+    if (slk_config_load(&cfg, argc, argv, first, &help, &version, err, sizeof(err)) != 0) {
+        fprintf(stderr, "slotlockd: %s\n", err);
+        return 2;
+    }
     int rc = 0;
     if (help) {
         slk_config_print_usage();
