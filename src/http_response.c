@@ -219,7 +219,8 @@ static void format_date(char out[64])
              tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* RFC 9110 6.4.1 and 8.6: no body for 1xx, 204 and 304; no Content-Length for 1xx and 204. */
+/* RFC 9110 6.4.1 and 8.6: no body for 1xx, 204 and 304; no Content-Length for 1xx and 204, and on a 304 only
+ * the length the 200 would have had (the caller passes that body), never a made-up 0. */
 static bool status_has_body(int status)
 {
     return status >= 200 && status != 204 && status != 304;
@@ -229,7 +230,7 @@ static char *format_reply(const struct slk_request *req, int status, const char 
                           size_t len, bool keep_alive, size_t *out_len)
 {
     bool send_body = status_has_body(status) && req->method != SLK_METHOD_HEAD;
-    bool send_length = status >= 200 && status != 204;
+    bool send_length = status >= 200 && status != 204 && !(status == 304 && body == NULL);
     size_t ct_len = content_type != NULL ? strlen(content_type) : 0;
     size_t cap = STATUS_LINE_AND_FIXED_HEADERS + ct_len + req->resp_headers_len + (send_body ? len : 0);
     char *buf = malloc(cap);

@@ -1,0 +1,53 @@
+/*
+ * Free slots of an instructor (R-AVAIL), computed in two steps around one
+ * Redis call: slk_avail_plan() lists the candidate starts (on the local
+ * grid, inside the weekly windows, in the future) and the unit keys they
+ * need; after Redis reports each unit's state, slk_avail_slots() keeps the
+ * candidates whose units (buffer included) are all free.
+ *
+ * Candidates are real instants: a local time that does not exist (spring
+ * forward) is never offered, and both occurrences of a repeated local time
+ * (fall back) are.
+ */
+#ifndef SLK_AVAILABILITY_H
+#define SLK_AVAILABILITY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "slk/instructor.h"
+
+#define SLK_AVAIL_MAX_DAYS 62
+
+enum slk_unit_state {
+    SLK_UNIT_FREE = 0,
+    SLK_UNIT_HELD,   /* a live hold: expires by itself */
+    SLK_UNIT_BOOKED, /* paid/confirmed booking or block */
+};
+
+struct slk_avail_plan {
+    int64_t *starts; /* candidate starts, ascending */
+    size_t num_starts;
+    int64_t *minutes; /* unit keys needed (minutes since the epoch), ascending, unique */
+    size_t num_minutes;
+    int duration_minutes;
+};
+
+/*
+ * Plans [from_ms, to_ms) for slots of duration_minutes. Returns 0, or
+ * SLK_ENOMEM. The plan owns its arrays: slk_avail_plan_clear().
+ */
+int slk_avail_plan(struct slk_avail_plan *p, const struct slk_instructor *ins, struct slk_tz *tz, int64_t from_ms,
+                   int64_t to_ms, int duration_minutes, int64_t now_ms) SLK_MUST_CHECK;
+void slk_avail_plan_clear(struct slk_avail_plan *p);
+
+/*
+ * The slots array of the reply: [{"start_time","end_time"}] for free slots;
+ * with include_held also the taken ones with "state" ("free", "held" with
+ * "hold_expires_at", "booked"). states/expires are per plan minute.
+ */
+json_t *slk_avail_slots(const struct slk_avail_plan *p, const struct slk_instructor *ins, const unsigned char *states,
+                        const int64_t *expires_ms, bool include_held);
+
+#endif

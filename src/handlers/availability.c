@@ -1,0 +1,338 @@
+/*
+ * GET /api/v1/instructors/{id}/availability?from=…&to=…[&duration_minutes=N][&include_held=true]
+ *
+ * Settings come from the worker's cache; the state of every unit involved
+ * comes from one call of lua/availability.lua, which also checks that the
+ * cached settings are current. Postgres is not touched on this path.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers/handlers_internal.h"
+#include "slk/auth.h"
+#include "slk/availability.h"
+#include "slk/booking.h"
+#include "slk/instructor_store.h"
+#include "slk/log.h"
+#include "slk/redis.h"
+#include "slk/response.h"
+#include "slk/routes.h"
+#include "slk/scripts.h"
+#include "slk/timeutil.h"
+#include "slk/worker.h"
+
+#define DAY_MS ((int64_t)24 * 3600 * 1000)
+#define DEFAULT_RANGE_MS (7 * DAY_MS)
+#define MAX_ATTEMPTS 3
+
+struct avail_op {
+    struct slk_request *req;
+    char instructor[SLK_MAX_ID_LEN + 1];
+    char *from, *to;      /* query values as given; NULL when absent */
+    int duration_minutes; /* 0: the instructor's default */
+    bool include_held;
+    int attempts;
+    int64_t from_ms, to_ms;
+    struct slk_avail_plan plan;
+    struct slk_instructor ins; /* a copy: the cache entry may change before Redis answers */
+};
+
+static void op_free(struct avail_op *op)
+{
+    free(op->from);
+    free(op->to);
+    slk_avail_plan_clear(&op->plan);
+    free(op);
+}
+
+static void fail_invalid(struct avail_op *op, const char *field, const char *why)
+{
+    struct slk_request *req = op->req;
+    op_free(op);
+    slk_reply_invalid(req, field, why);
+}
+
+static void fail_backend(struct avail_op *op, int err, const char *what)
+{
+    struct slk_request *req = op->req;
+    op_free(op);
+    slk__reply_backend_error(req, err, what);
+}
+
+/*
+ * A date ("2025-03-30") is the instructor's local midnight; as "to" it means
+ * the end of that day. A timestamp without offset is local time too.
+ */
+static int resolve_bound(const char *s, struct slk_tz *tz, bool end_of_day, int64_t *out)
+{
+    char buf[40];
+    bool date = strlen(s) == 10;
+    if (date && end_of_day) {
+        int64_t day;
+        bool naive;
+        struct slk_local_time lt;
+        snprintf(buf, sizeof(buf), "%sT00:00:00Z", s);
+        if (slk_time_parse_rfc3339(buf, strlen(buf), &day, &naive, &lt) != 0)
+            return SLK_EINVAL;
+        slk_time_format_rfc3339(day + DAY_MS, buf);
+        buf[10] = '\0';
+        s = buf;
+    }
+    char text[40];
+    snprintf(text, sizeof(text), date ? "%sT00:00:00" : "%s", s);
+    bool naive;
+    struct slk_local_time lt;
+    if (slk_time_parse_rfc3339(text, strlen(text), out, &naive, &lt) != 0)
+        return SLK_EINVAL;
+    if (!naive)
+        return 0;
+    if (slk_tz_from_local(tz, &lt, out) == 0)
+        return 0;
+    /* A midnight that does not exist (a DST change at 00:00): the day starts an hour later. */
+    lt.hour += 1;
+    return date ? slk_tz_from_local(tz, &lt, out) : SLK_EINVAL;
+}
+
+static const char *resolve_range(struct avail_op *op, const struct slk_instructor_entry *e, int64_t now,
+                                 const char **why)
+{
+    *why = "from must be a date (YYYY-MM-DD) or an RFC 3339 timestamp";
+    if (op->from == NULL)
+        op->from_ms = now;
+    else if (resolve_bound(op->from, e->tz, false, &op->from_ms) != 0)
+        return "from";
+    *why = "to must be a date (YYYY-MM-DD) or an RFC 3339 timestamp";
+    if (op->to == NULL)
+        op->to_ms = op->from_ms + DEFAULT_RANGE_MS;
+    else if (resolve_bound(op->to, e->tz, true, &op->to_ms) != 0)
+        return "to";
+    *why = "to must be after from";
+    if (op->to_ms <= op->from_ms)
+        return "to";
+    *why = "at most 62 days per query";
+    if (op->to_ms - op->from_ms > SLK_AVAIL_MAX_DAYS * DAY_MS + 3600 * 1000) /* a DST day may add an hour */
+        return "to";
+    int g = e->ins.granularity_minutes;
+    if (op->duration_minutes == 0)
+        op->duration_minutes = g * 4 <= SLK_MAX_BOOKING_MINUTES ? g * 4 : g;
+    *why = "duration_minutes must be a multiple of the instructor's grid, at most 1440";
+    if (op->duration_minutes % g != 0 || op->duration_minutes > SLK_MAX_BOOKING_MINUTES)
+        return "duration_minutes";
+    return NULL;
+}
+
+static void on_units(void *data, redisReply *r, const char *err);
+
+static int query_units(struct avail_op *op)
+{
+    const struct slk_avail_plan *p = &op->plan;
+    size_t nkeys = 1 + p->num_minutes;
+    const char **keys = malloc(nkeys * sizeof(char *));
+    char *storage = malloc(nkeys * SLK_KEY_MAX);
+    int rc = SLK_ENOMEM;
+    if (keys != NULL && storage != NULL) {
+        keys[0] = storage;
+        slk_key_meta(storage, op->instructor);
+        for (size_t i = 0; i < p->num_minutes; i++) {
+            keys[1 + i] = storage + (1 + i) * SLK_KEY_MAX;
+            slk_key_unit(storage + (1 + i) * SLK_KEY_MAX, op->instructor, p->minutes[i]);
+        }
+        char ver[24];
+        snprintf(ver, sizeof(ver), "%" PRId64, op->ins.version);
+        const char *args[1] = {ver};
+        rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_AVAILABILITY, on_units, op, (int)nkeys, keys, NULL, 1,
+                             args, NULL);
+    }
+    free(keys);
+    free(storage);
+    return rc;
+}
+
+static void plan(struct avail_op *op, const struct slk_instructor_entry *e)
+{
+    int64_t now = slk_clock_now_ms();
+    const char *why;
+    const char *bad = resolve_range(op, e, now, &why);
+    if (bad != NULL) {
+        fail_invalid(op, bad, why);
+        return;
+    }
+    op->ins = e->ins;
+    slk_avail_plan_clear(&op->plan);
+    int rc = slk_avail_plan(&op->plan, &e->ins, e->tz, op->from_ms, op->to_ms, op->duration_minutes, now);
+    if (rc == 0)
+        rc = query_units(op);
+    if (rc != 0)
+        fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
+}
+
+static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
+{
+    struct avail_op *op = data;
+    if (err != 0) {
+        fail_backend(op, err, err == SLK_ENOTFOUND ? "instructor" : "redis");
+        return;
+    }
+    plan(op, e);
+}
+
+/* Strong validator: the same bytes, the same tag. */
+static void etag_of(const char *body, size_t len, char out[24])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)body[i];
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, 24, "\"%016" PRIx64 "\"", h);
+}
+
+static bool etag_matches(const struct slk_request *req, const char *etag)
+{
+    const struct slk_str *inm = slk_request_header(req, "if-none-match");
+    if (inm == NULL)
+        return false;
+    size_t n = strlen(etag);
+    for (size_t i = 0; i + n <= inm->len; i++) {
+        if (memcmp(inm->ptr + i, etag, n) == 0)
+            return true;
+    }
+    return inm->len == 1 && inm->ptr[0] == '*';
+}
+
+static void reply_slots(struct avail_op *op, json_t *slots)
+{
+    struct slk_request *req = op->req;
+    const struct slk_instructor *ins = &op->ins;
+    char from[32], to[32];
+    slk_time_format_rfc3339(op->from_ms, from);
+    slk_time_format_rfc3339(op->to_ms, to);
+    json_t *doc = json_pack("{s:b, s:s, s:{s:s, s:s, s:s, s:s, s:i, s:o}}", "success", 1, "message", "Availability",
+                            "data", "instructor_uuid", ins->id, "timezone", ins->timezone, "from", from, "to", to,
+                            "duration_minutes", op->duration_minutes, "slots", slots);
+    char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    op_free(op);
+    char etag[24];
+    if (body == NULL) {
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+        return;
+    }
+    size_t len = strlen(body);
+    etag_of(body, len, etag);
+    if (slk_response_header(req, "ETag", etag) != 0 || slk_response_header(req, "Cache-Control", "no-cache") != 0) {
+        free(body);
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+        return;
+    }
+    if (etag_matches(req, etag))
+        slk_response_send(req, 304, NULL, body, len); /* headers only; Content-Length of the 200 */
+    else
+        slk_response_send(req, 200, "application/json; charset=utf-8", body, len);
+    free(body);
+}
+
+static bool reply_is(const redisReply *r, const char *tag)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(r->element[0]->str, tag) == 0;
+}
+
+static void read_states(struct avail_op *op, const redisReply *r)
+{
+    size_t n = op->plan.num_minutes;
+    unsigned char *states = malloc(n + 1);
+    int64_t *expires = malloc((n + 1) * sizeof(int64_t));
+    json_t *slots = NULL;
+    if (states != NULL && expires != NULL) {
+        int64_t now = slk_clock_now_ms();
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *st = r->element[1 + 2 * i], *ttl = r->element[2 + 2 * i];
+            states[i] = (unsigned char)(st->type == REDIS_REPLY_INTEGER ? st->integer : SLK_UNIT_BOOKED);
+            expires[i] = ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0 ? now + ttl->integer : 0;
+        }
+        slots = slk_avail_slots(&op->plan, &op->ins, states, expires, op->include_held);
+    }
+    free(states);
+    free(expires);
+    if (slots == NULL) {
+        fail_backend(op, SLK_ENOMEM, "availability");
+        return;
+    }
+    reply_slots(op, slots);
+}
+
+static void on_units(void *data, redisReply *r, const char *err)
+{
+    struct avail_op *op = data;
+    if (err != NULL || r->type == REDIS_REPLY_ERROR) {
+        fail_backend(op, SLK_EUNAVAILABLE, "redis");
+        return;
+    }
+    if (reply_is(r, "OK") && r->elements == 1 + 2 * op->plan.num_minutes) {
+        read_states(op, r);
+        return;
+    }
+    bool stale = reply_is(r, "STALE"), noload = reply_is(r, "NOLOAD");
+    if ((stale || noload) && ++op->attempts < MAX_ATTEMPTS) {
+        const redisReply *cfg = stale && r->elements == 3 ? r->element[2] : NULL;
+        struct slk_instructor_entry *e = NULL;
+        if (cfg != NULL && cfg->type == REDIS_REPLY_STRING)
+            e = slk_instructor_apply_cfg(op->req->worker, op->instructor, cfg->str, cfg->len);
+        if (e != NULL)
+            plan(op, e);
+        else
+            slk_instructor_reload(op->req->worker, op->instructor, on_instructor, op);
+        return;
+    }
+    fail_backend(op, stale || noload ? SLK_EUNAVAILABLE : SLK_EPROTO, "redis");
+}
+
+static const char *parse_query(struct slk_request *req, struct avail_op *op)
+{
+    op->from = slk_request_query_param(req, "from");
+    op->to = slk_request_query_param(req, "to");
+    char *duration = slk_request_query_param(req, "duration_minutes");
+    char *held = slk_request_query_param(req, "include_held");
+    const char *bad = NULL;
+    if (duration != NULL) {
+        char *end;
+        long v = strtol(duration, &end, 10);
+        if (*duration == '\0' || *end != '\0' || v <= 0 || v > SLK_MAX_BOOKING_MINUTES)
+            bad = "duration_minutes";
+        else
+            op->duration_minutes = (int)v;
+    }
+    if (held != NULL) {
+        op->include_held = strcmp(held, "true") == 0 || strcmp(held, "1") == 0;
+        if (!op->include_held && strcmp(held, "false") != 0 && strcmp(held, "0") != 0)
+            bad = "include_held";
+    }
+    free(duration);
+    free(held);
+    return bad;
+}
+
+void slk_handle_availability(struct slk_request *req)
+{
+    struct avail_op *op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        slk_reply_error(req, 500, "internal_error", "Out of memory", NULL);
+        return;
+    }
+    op->req = req;
+    if (!slk__param(req, 0, op->instructor, sizeof(op->instructor)) ||
+        !slk_id_valid(op->instructor, strlen(op->instructor))) {
+        op_free(op);
+        slk_reply_error(req, 404, "not_found", "No such instructor", NULL);
+        return;
+    }
+    const char *bad = parse_query(req, op);
+    if (bad != NULL) {
+        fail_invalid(op, bad, "duration_minutes must be a positive integer; include_held true or false");
+        return;
+    }
+    slk_instructor_get(req->worker, op->instructor, on_instructor, op);
+}

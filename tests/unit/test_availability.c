@@ -1,0 +1,127 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "slk/availability.h"
+#include "slk/timeutil.h"
+
+static int64_t at(const char *s)
+{
+    int64_t ms;
+    bool naive;
+    struct slk_local_time lt;
+    assert_int_equal(slk_time_parse_rfc3339(s, strlen(s), &ms, &naive, &lt), 0);
+    return ms;
+}
+
+static void settings(struct slk_instructor *ins, const char *text)
+{
+    json_t *obj = json_loads(text, 0, NULL);
+    assert_non_null(obj);
+    const char *field, *why;
+    assert_int_equal(slk_instructor_parse(ins, "i-1", obj, 1800, &field, &why), 0);
+    json_decref(obj);
+}
+
+static void test_plan_lists_grid_starts_inside_windows(void **state)
+{
+    (void)state;
+    struct slk_instructor ins;
+    settings(&ins, "{\"buffer_minutes\":15,\"weekly\":[{\"day\":\"mon\",\"start\":\"09:00\",\"end\":\"10:30\"}]}");
+    struct slk_tz *tz = slk_tz_open("UTC");
+    struct slk_avail_plan p;
+    /* 2030-01-07 is a Monday. */
+    assert_int_equal(slk_avail_plan(&p, &ins, tz, at("2030-01-07T00:00:00Z"), at("2030-01-08T00:00:00Z"), 60,
+                                    at("2029-01-01T00:00:00Z")),
+                     0);
+    assert_int_equal(p.num_starts, 3); /* 09:00, 09:15, 09:30 */
+    assert_int_equal(p.starts[0], at("2030-01-07T09:00:00Z"));
+    assert_int_equal(p.starts[2], at("2030-01-07T09:30:00Z"));
+    /* Units 08:45 .. 10:30 (buffer included), each once. */
+    assert_int_equal(p.num_minutes, 8);
+    assert_int_equal(p.minutes[0] * 60000, at("2030-01-07T08:45:00Z"));
+    assert_int_equal(p.minutes[7] * 60000, at("2030-01-07T10:30:00Z"));
+
+    unsigned char states[8] = {0};
+    int64_t expires[8] = {0};
+    states[7] = SLK_UNIT_HELD; /* 10:30: only the last slot's trailing buffer */
+    expires[7] = at("2030-01-07T08:00:00Z");
+    json_t *free_only = slk_avail_slots(&p, &ins, states, expires, false);
+    assert_int_equal(json_array_size(free_only), 2);
+    json_decref(free_only);
+    json_t *all = slk_avail_slots(&p, &ins, states, expires, true);
+    assert_int_equal(json_array_size(all), 3);
+    json_t *last = json_array_get(all, 2);
+    assert_string_equal(json_string_value(json_object_get(last, "state")), "held");
+    assert_string_equal(json_string_value(json_object_get(last, "hold_expires_at")), "2030-01-07T08:00:00Z");
+    json_decref(all);
+    slk_avail_plan_clear(&p);
+    slk_tz_close(tz);
+}
+
+static void test_plan_never_offers_the_past(void **state)
+{
+    (void)state;
+    struct slk_instructor ins;
+    settings(&ins, "{\"weekly\":[{\"day\":\"mon\",\"start\":\"09:00\",\"end\":\"11:00\"}]}");
+    struct slk_tz *tz = slk_tz_open("UTC");
+    struct slk_avail_plan p;
+    assert_int_equal(slk_avail_plan(&p, &ins, tz, at("2030-01-07T00:00:00Z"), at("2030-01-08T00:00:00Z"), 60,
+                                    at("2030-01-07T09:20:00Z")),
+                     0);
+    assert_int_equal(p.num_starts, 3); /* 09:30, 09:45, 10:00 */
+    assert_int_equal(p.starts[0], at("2030-01-07T09:30:00Z"));
+    slk_avail_plan_clear(&p);
+    slk_tz_close(tz);
+}
+
+/* Berlin springs forward on 2030-03-31 at 02:00 local: 02:00-03:00 does not exist. */
+static void test_plan_skips_the_spring_forward_gap(void **state)
+{
+    (void)state;
+    struct slk_instructor ins;
+    settings(&ins, "{\"timezone\":\"Europe/Berlin\",\"granularity_minutes\":60,"
+                   "\"weekly\":[{\"day\":\"sun\",\"start\":\"01:00\",\"end\":\"04:00\"}]}");
+    struct slk_tz *tz = slk_tz_open("Europe/Berlin");
+    struct slk_avail_plan p;
+    assert_int_equal(slk_avail_plan(&p, &ins, tz, at("2030-03-30T00:00:00Z"), at("2030-04-01T00:00:00Z"), 60,
+                                    at("2029-01-01T00:00:00Z")),
+                     0);
+    assert_int_equal(p.num_starts, 2);
+    assert_int_equal(p.starts[0], at("2030-03-31T00:00:00Z")); /* 01:00 CET */
+    assert_int_equal(p.starts[1], at("2030-03-31T01:00:00Z")); /* 03:00 CEST */
+    slk_avail_plan_clear(&p);
+    slk_tz_close(tz);
+}
+
+/* India is UTC+05:30: an hourly local grid is at :30 UTC. */
+static void test_plan_follows_the_local_grid_phase(void **state)
+{
+    (void)state;
+    struct slk_instructor ins;
+    settings(&ins, "{\"timezone\":\"Asia/Kolkata\",\"granularity_minutes\":60,"
+                   "\"weekly\":[{\"day\":\"mon\",\"start\":\"09:00\",\"end\":\"11:00\"}]}");
+    struct slk_tz *tz = slk_tz_open("Asia/Kolkata");
+    struct slk_avail_plan p;
+    assert_int_equal(slk_avail_plan(&p, &ins, tz, at("2030-01-07T00:00:00Z"), at("2030-01-08T00:00:00Z"), 60,
+                                    at("2029-01-01T00:00:00Z")),
+                     0);
+    assert_int_equal(p.num_starts, 2);
+    assert_int_equal(p.starts[0], at("2030-01-07T03:30:00Z"));
+    assert_int_equal(p.starts[1], at("2030-01-07T04:30:00Z"));
+    slk_avail_plan_clear(&p);
+    slk_tz_close(tz);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plan_lists_grid_starts_inside_windows),
+        cmocka_unit_test(test_plan_never_offers_the_past),
+        cmocka_unit_test(test_plan_skips_the_spring_forward_gap),
+        cmocka_unit_test(test_plan_follows_the_local_grid_phase),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
