@@ -123,6 +123,29 @@ fail:
     return SLK_ENOMEM;
 }
 
+int slk_grid_units(const struct slk_instructor *ins, struct slk_tz *tz, int64_t start_ms, int64_t end_ms,
+                   size_t max_units, int64_t **out, size_t *len, size_t *cap)
+{
+    struct i64_array a = {*out, *len, *cap};
+    int g = ins->granularity_minutes, rc = 0;
+    int64_t step = (int64_t)g * MINUTE_MS;
+    int64_t s = start_ms / MINUTE_MS * MINUTE_MS - (int64_t)(g - 1) * MINUTE_MS;
+    while (s < end_ms && rc == 0) {
+        int weekday, minute = local_minute(tz, s, &weekday);
+        if (minute < 0 || minute % g != 0) {
+            s += MINUTE_MS;
+            continue;
+        }
+        if (s + step > start_ms)
+            rc = a.len >= max_units ? SLK_ETOOBIG : push(&a, s / MINUTE_MS);
+        s += step;
+    }
+    *out = a.v;
+    *len = a.len;
+    *cap = a.cap;
+    return rc;
+}
+
 void slk_avail_plan_clear(struct slk_avail_plan *p)
 {
     free(p->starts);
@@ -147,8 +170,10 @@ static enum slk_unit_state slot_state(const struct slk_avail_plan *p, const stru
     *expires = 0;
     for (int i = 0; i < total; i++) {
         size_t k = minute_index(p, first + (int64_t)i * g);
-        if (k == p->num_minutes || states[k] == SLK_UNIT_BOOKED)
+        if (k == p->num_minutes)
             return SLK_UNIT_BOOKED;
+        if (states[k] == SLK_UNIT_BOOKED || states[k] == SLK_UNIT_BLOCKED)
+            return states[k];
         if (states[k] == SLK_UNIT_HELD) {
             state = SLK_UNIT_HELD;
             if (expires_ms[k] > *expires)
@@ -181,7 +206,7 @@ json_t *slk_avail_slots(const struct slk_avail_plan *p, const struct slk_instruc
             return NULL;
         }
         if (include_held) {
-            static const char *const names[] = {"free", "held", "booked"};
+            static const char *const names[] = {"free", "held", "booked", "blocked"};
             json_object_set_new(slot, "state", json_string(names[st]));
             if (st == SLK_UNIT_HELD) {
                 char exp[32];

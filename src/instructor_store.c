@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "slk/availability.h"
 #include "slk/booking.h"
 #include "slk/instructor_store.h"
 #include "slk/log.h"
@@ -91,36 +92,109 @@ static void restore_args_free(struct restore_args *a)
     free(a->storage);
 }
 
-static int count_units(const json_t *bookings)
+/* What restore.lua writes: one entry per unit key. */
+struct restore_unit {
+    int64_t minute;
+    int64_t expire_ms;
+    char value[40]; /* "B:<booking uuid>" or "X:<block uuid>" */
+};
+
+struct restore_units {
+    struct restore_unit *v;
+    size_t len, cap;
+};
+
+#define RESTORE_MAX_UNITS 1000000
+
+static int add_unit(struct restore_units *l, int64_t minute, char kind, const char *uuid, int64_t expire_ms)
 {
-    int total = 0;
+    if (l->len == l->cap) {
+        size_t cap = l->cap == 0 ? 256 : l->cap * 2;
+        if (cap > RESTORE_MAX_UNITS)
+            return SLK_ETOOBIG;
+        struct restore_unit *v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL)
+            return SLK_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    struct restore_unit *u = &l->v[l->len++];
+    u->minute = minute;
+    u->expire_ms = expire_ms;
+    snprintf(u->value, sizeof(u->value), "%c:%s", kind, uuid);
+    return 0;
+}
+
+/* bookings: [[uuid, first unit minute, unit minutes, unit count], …] as stored with each booking. */
+static int add_booking_units(struct restore_units *l, const json_t *bookings)
+{
     size_t i;
     const json_t *b;
     json_array_foreach(bookings, i, b)
     {
-        json_int_t n = json_integer_value(json_array_get(b, 3));
-        if (n <= 0 || n > SLK_MAX_UNITS)
-            return -1;
-        total += (int)n;
+        const char *uuid = json_string_value(json_array_get(b, 0));
+        int64_t first = json_integer_value(json_array_get(b, 1));
+        int64_t umin = json_integer_value(json_array_get(b, 2));
+        int64_t count = json_integer_value(json_array_get(b, 3));
+        if (uuid == NULL || strlen(uuid) != 36 || umin <= 0 || count <= 0 || count > SLK_MAX_UNITS)
+            return SLK_EPROTO;
+        int64_t expire = (first + count * umin) * 60000 + SLK_BOOKED_UNIT_GRACE_MS;
+        for (int64_t u = 0; u < count; u++) {
+            int rc = add_unit(l, first + u * umin, 'B', uuid, expire);
+            if (rc != 0)
+                return rc;
+        }
     }
-    return total;
+    return 0;
 }
 
-/* Per unit: key (SLK_KEY_MAX) + value "B:<uuid>" (48) + expiry (24). */
-#define UNIT_SLOT (SLK_KEY_MAX + 48 + 24)
+/* blocks: [[uuid, start ms, end ms], …]; their units follow the instructor's current grid. */
+static int add_block_units(struct restore_units *l, const json_t *blocks, const struct slk_instructor *ins)
+{
+    if (json_array_size(blocks) == 0)
+        return 0;
+    struct slk_tz *tz = slk_tz_open(ins->timezone);
+    if (tz == NULL)
+        return SLK_EPROTO;
+    int64_t *minutes = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    size_t i;
+    const json_t *b;
+    json_array_foreach(blocks, i, b)
+    {
+        const char *uuid = json_string_value(json_array_get(b, 0));
+        int64_t start = json_integer_value(json_array_get(b, 1)), end = json_integer_value(json_array_get(b, 2));
+        if (uuid == NULL || strlen(uuid) != 36) {
+            rc = SLK_EPROTO;
+            break;
+        }
+        n = 0;
+        rc = slk_grid_units(ins, tz, start, end, RESTORE_MAX_UNITS, &minutes, &n, &cap);
+        for (size_t k = 0; rc == 0 && k < n; k++)
+            rc = add_unit(l, minutes[k], 'X', uuid, end + SLK_BOOKED_UNIT_GRACE_MS);
+        if (rc != 0)
+            break;
+    }
+    free(minutes);
+    slk_tz_close(tz);
+    return rc;
+}
 
-static int restore_args_build(struct restore_args *a, const struct load_op *op, const json_t *bookings, const char *cfg)
+/* Per unit: key (SLK_KEY_MAX) + value (40) + expiry (24). */
+#define UNIT_SLOT (SLK_KEY_MAX + 40 + 24)
+
+static int restore_args_build(struct restore_args *a, const struct load_op *op, const struct restore_units *l,
+                              const char *cfg)
 {
     memset(a, 0, sizeof(*a));
-    int units = count_units(bookings);
-    if (units < 0 || units > 1000000)
-        return SLK_EPROTO;
-    a->nkeys = 1 + units;
-    a->nargs = 2 + 2 * units;
+    size_t units = l->len;
+    a->nkeys = 1 + (int)units;
+    a->nargs = 2 + 2 * (int)units;
     a->keys = calloc((size_t)a->nkeys, sizeof(char *));
     a->keylens = calloc((size_t)a->nkeys, sizeof(size_t));
     a->args = calloc((size_t)a->nargs, sizeof(char *));
-    a->storage = malloc((size_t)(units + 1) * UNIT_SLOT);
+    a->storage = malloc((units + 1) * UNIT_SLOT);
     if (a->keys == NULL || a->keylens == NULL || a->args == NULL || a->storage == NULL)
         return SLK_ENOMEM;
 
@@ -132,28 +206,15 @@ static int restore_args_build(struct restore_args *a, const struct load_op *op, 
     p += UNIT_SLOT;
     a->args[0] = ver;
     a->args[1] = cfg;
-
-    int k = 1;
-    size_t i;
-    const json_t *b;
-    json_array_foreach(bookings, i, b)
-    {
-        const char *uuid = json_string_value(json_array_get(b, 0));
-        int64_t first = json_integer_value(json_array_get(b, 1));
-        int64_t umin = json_integer_value(json_array_get(b, 2));
-        int64_t count = json_integer_value(json_array_get(b, 3));
-        if (uuid == NULL || umin <= 0)
-            return SLK_EPROTO;
-        int64_t expire = (first + count * umin) * 60000 + SLK_BOOKED_UNIT_GRACE_MS;
-        for (int64_t u = 0; u < count; u++, k++, p += UNIT_SLOT) {
-            a->keylens[k] = (size_t)slk_key_unit(p, op->id, first + u * umin);
-            a->keys[k] = p;
-            char *value = p + SLK_KEY_MAX, *exp = value + 48;
-            snprintf(value, 48, "B:%s", uuid);
-            snprintf(exp, 24, "%lld", (long long)expire);
-            a->args[2 + 2 * (k - 1)] = value;
-            a->args[3 + 2 * (k - 1)] = exp;
-        }
+    for (size_t k = 0; k < units; k++, p += UNIT_SLOT) {
+        const struct restore_unit *u = &l->v[k];
+        a->keylens[1 + k] = (size_t)slk_key_unit(p, op->id, u->minute);
+        a->keys[1 + k] = p;
+        char *value = p + SLK_KEY_MAX, *exp = value + 40;
+        memcpy(value, u->value, sizeof(u->value));
+        snprintf(exp, 24, "%lld", (long long)u->expire_ms);
+        a->args[2 + 2 * k] = value;
+        a->args[3 + 2 * k] = exp;
     }
     return 0;
 }
@@ -256,11 +317,19 @@ static void on_loaded(void *data, PGresult *res, const char *err)
         return;
     }
     json_t *bookings = json_loads(PQgetvalue(res, 0, 8), 0, NULL);
+    json_t *blocks = json_loads(PQgetvalue(res, 0, 9), 0, NULL);
+    struct restore_units units = {0};
     int rc = slk_instructor_from_pg(&op->ins, op->id, res, op->w->cfg->hold_ttl_seconds);
     if (rc == 0)
-        rc = bookings == NULL ? SLK_EPROTO : (op->cfg = cfg_dump(&op->ins)) == NULL ? SLK_ENOMEM : 0;
+        rc = bookings == NULL || blocks == NULL ? SLK_EPROTO : (op->cfg = cfg_dump(&op->ins)) == NULL ? SLK_ENOMEM : 0;
     if (rc == 0)
-        rc = restore_args_build(&op->restore, op, bookings, op->cfg);
+        rc = add_booking_units(&units, bookings);
+    if (rc == 0)
+        rc = add_block_units(&units, blocks, &op->ins);
+    if (rc == 0)
+        rc = restore_args_build(&op->restore, op, &units, op->cfg);
+    free(units.v);
+    json_decref(blocks);
     if (rc == 0)
         rc = send_restore_batch(op);
     if (rc != 0 && rc != SLK_EBUSY)
@@ -275,7 +344,10 @@ static const char load_sql[] =
     "i.weekly::text, i.version, (extract(epoch from i.updated_at) * 1000)::bigint, "
     "COALESCE((SELECT json_agg(json_build_array(b.uuid::text, (extract(epoch from b.units_start_at) / 60)::bigint, "
     "b.unit_minutes, b.unit_count)) FROM bookings b WHERE b.instructor_id = i.id "
-    "AND b.status IN ('paid', 'confirmed') AND b.end_at > now())::text, '[]') "
+    "AND b.status IN ('paid', 'confirmed') AND b.end_at > now())::text, '[]'), "
+    "COALESCE((SELECT json_agg(json_build_array(k.uuid::text, (extract(epoch from k.start_at) * 1000)::bigint, "
+    "(extract(epoch from k.end_at) * 1000)::bigint)) FROM availability_blocks k WHERE k.instructor_id = i.id "
+    "AND k.end_at > now())::text, '[]') "
     "FROM instructors i WHERE i.id = $1";
 
 static void reload(struct load_op *op)

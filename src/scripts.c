@@ -22,6 +22,7 @@ static struct slk_script scripts[SLK_SCRIPT__COUNT] = {
     [SLK_SCRIPT_HOLD] = {.name = "hold"},       [SLK_SCRIPT_PIN] = {.name = "pin"},
     [SLK_SCRIPT_CONFIRM] = {.name = "confirm"}, [SLK_SCRIPT_RELEASE] = {.name = "release"},
     [SLK_SCRIPT_RESTORE] = {.name = "restore"}, [SLK_SCRIPT_AVAILABILITY] = {.name = "availability"},
+    [SLK_SCRIPT_BLOCK] = {.name = "block"},     [SLK_SCRIPT_UNBLOCK] = {.name = "unblock"},
 };
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 

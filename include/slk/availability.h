@@ -22,9 +22,19 @@
 
 enum slk_unit_state {
     SLK_UNIT_FREE = 0,
-    SLK_UNIT_HELD,   /* a live hold: expires by itself */
-    SLK_UNIT_BOOKED, /* paid/confirmed booking or block */
+    SLK_UNIT_HELD,    /* a live hold: expires by itself */
+    SLK_UNIT_BOOKED,  /* paid/confirmed booking */
+    SLK_UNIT_BLOCKED, /* blocked by the instructor */
 };
+
+/*
+ * The grid units that overlap [start_ms, end_ms): every instant u on the
+ * instructor's local grid with u < end and u + grid > start, as minutes
+ * since the epoch (the unit key), ascending, appended to *out (realloc'd;
+ * *len and *cap track it). At most max_units in total, else SLK_ETOOBIG.
+ */
+int slk_grid_units(const struct slk_instructor *ins, struct slk_tz *tz, int64_t start_ms, int64_t end_ms,
+                   size_t max_units, int64_t **out, size_t *len, size_t *cap) SLK_MUST_CHECK;
 
 struct slk_avail_plan {
     int64_t *starts; /* candidate starts, ascending */

@@ -14,6 +14,9 @@
     XX(INSTRUCTOR_PUT, "instructor_put", PUT, "/api/v1/instructors/{id}", slk_handle_instructor_put)                   \
     XX(INSTRUCTOR_GET, "instructor_get", GET, "/api/v1/instructors/{id}", slk_handle_instructor_get)                   \
     XX(AVAILABILITY, "availability", GET, "/api/v1/instructors/{id}/availability", slk_handle_availability)            \
+    XX(BLOCK_CREATE, "block_create", POST, "/api/v1/instructors/{id}/availability/block", slk_handle_block_create)     \
+    XX(BLOCK_DELETE, "block_delete", DELETE, "/api/v1/instructors/{id}/availability/block/{block_uuid}",               \
+       slk_handle_block_delete)                                                                                        \
     XX(BOOKING_CREATE, "booking_create", POST, "/api/v1/bookings", slk_handle_booking_create)                          \
     XX(BOOKING_GET, "booking_get", GET, "/api/v1/bookings/{uuid}", slk_handle_booking_get)                             \
     XX(BOOKING_PAYMENT, "booking_payment", POST, "/api/v1/bookings/{uuid}/payment-callback",                           \

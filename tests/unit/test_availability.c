@@ -1,6 +1,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -115,6 +116,29 @@ static void test_plan_follows_the_local_grid_phase(void **state)
     slk_tz_close(tz);
 }
 
+static void test_grid_units_cover_every_overlapping_unit(void **state)
+{
+    (void)state;
+    struct slk_instructor ins;
+    settings(&ins, "{\"granularity_minutes\":30}");
+    struct slk_tz *tz = slk_tz_open("UTC");
+    int64_t *minutes = NULL;
+    size_t n = 0, cap = 0;
+    /* 09:10-10:05 touches the units of 09:00, 09:30 and 10:00. */
+    assert_int_equal(
+        slk_grid_units(&ins, tz, at("2030-01-07T09:10:00Z"), at("2030-01-07T10:05:00Z"), 100, &minutes, &n, &cap), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(minutes[0] * 60000, at("2030-01-07T09:00:00Z"));
+    assert_int_equal(minutes[2] * 60000, at("2030-01-07T10:00:00Z"));
+    /* Appends, and refuses to grow past the cap. */
+    assert_int_equal(
+        slk_grid_units(&ins, tz, at("2030-01-08T00:00:00Z"), at("2030-01-09T00:00:00Z"), 20, &minutes, &n, &cap),
+        SLK_ETOOBIG);
+    assert_int_equal(n, 20);
+    free(minutes);
+    slk_tz_close(tz);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -122,6 +146,7 @@ int main(void)
         cmocka_unit_test(test_plan_never_offers_the_past),
         cmocka_unit_test(test_plan_skips_the_spring_forward_gap),
         cmocka_unit_test(test_plan_follows_the_local_grid_phase),
+        cmocka_unit_test(test_grid_units_cover_every_overlapping_unit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
