@@ -3,12 +3,15 @@
 -- KEYS[1]  slk:{i}:meta     instructor settings cache: ver, cfg
 -- KEYS[2]  slk:{i}:fence    per-instructor fencing counter
 -- KEYS[3]  slk:{i}:b:<uuid> the booking record
--- KEYS[4..] slk:{i}:u:<minute>  one key per grid unit covered (buffer included)
+-- KEYS[4]  slk:{i}:holds    the instructor's holds by start (for listings)
+-- KEYS[5..] slk:{i}:u:<minute>  one key per grid unit covered (buffer included)
 -- ARGV[1]  settings version the caller validated the request against
 -- ARGV[2]  booking uuid
 -- ARGV[3]  unit expiry, unix ms (PXAT): the hold's hold_expires_at
 -- ARGV[4]  record expiry, unix ms (PXAT)
--- ARGV[5..] field, value pairs stored in the booking record
+-- ARGV[5]  start, unix ms (the listing score)
+-- ARGV[6]  listing member, '<instructor>/<uuid>'
+-- ARGV[7..] field, value pairs stored in the booking record
 --
 -- Returns {"OK", fence} | {"TAKEN", first_index, last_index} (0-based unit
 -- indexes) | {"STALE", ver, cfg} when the settings changed since the caller
@@ -24,10 +27,10 @@ if ver ~= ARGV[1] then
 end
 
 local first, last
-for i = 4, #KEYS do
+for i = 5, #KEYS do
     if redis.call('EXISTS', KEYS[i]) == 1 then
-        first = first or (i - 4)
-        last = i - 4
+        first = first or (i - 5)
+        last = i - 5
     end
 end
 if first then
@@ -35,10 +38,11 @@ if first then
 end
 
 local value = 'H:' .. ARGV[2]
-for i = 4, #KEYS do
+for i = 5, #KEYS do
     redis.call('SET', KEYS[i], value, 'PXAT', ARGV[3])
 end
 local fence = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[3], 'fence', fence, unpack(ARGV, 5))
+redis.call('HSET', KEYS[3], 'fence', fence, unpack(ARGV, 7))
 redis.call('PEXPIREAT', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
 return {'OK', fence}

@@ -241,6 +241,16 @@ int slk_key_index(char *buf, const char *uuid)
     return snprintf(buf, SLK_KEY_MAX, "slk:bi:%s", uuid);
 }
 
+int slk_key_instructor_holds(char *buf, const char *instructor)
+{
+    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:holds", instructor);
+}
+
+int slk_key_student_holds(char *buf, const char *student)
+{
+    return snprintf(buf, SLK_KEY_MAX, "slk:stu:{%s}:holds", student);
+}
+
 char **slk_booking_unit_keys(const char *instructor, int64_t first_min, int unit_minutes, int unit_count)
 {
     if (unit_count <= 0 || unit_count > SLK_MAX_UNITS || unit_minutes <= 0)

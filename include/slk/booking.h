@@ -74,6 +74,10 @@ int slk_key_fence(char *buf, const char *instructor);
 int slk_key_booking(char *buf, const char *instructor, const char *uuid);
 int slk_key_unit(char *buf, const char *instructor, int64_t minute);
 int slk_key_index(char *buf, const char *uuid);
+/* Live holds by start, for listings; members are "<instructor>/<uuid>". Entries outlive their holds and are
+ * dropped lazily by the listing. */
+int slk_key_instructor_holds(char *buf, const char *instructor);
+int slk_key_student_holds(char *buf, const char *student);
 
 /*
  * The unit keys of a booking, in one allocation: keys[i] points into it.

@@ -17,6 +17,7 @@
     XX(BLOCK_CREATE, "block_create", POST, "/api/v1/instructors/{id}/availability/block", slk_handle_block_create)     \
     XX(BLOCK_DELETE, "block_delete", DELETE, "/api/v1/instructors/{id}/availability/block/{block_uuid}",               \
        slk_handle_block_delete)                                                                                        \
+    XX(BOOKING_LIST, "booking_list", GET, "/api/v1/bookings", slk_handle_booking_list)                                 \
     XX(BOOKING_CREATE, "booking_create", POST, "/api/v1/bookings", slk_handle_booking_create)                          \
     XX(BOOKING_GET, "booking_get", GET, "/api/v1/bookings/{uuid}", slk_handle_booking_get)                             \
     XX(BOOKING_PAYMENT, "booking_payment", POST, "/api/v1/bookings/{uuid}/payment-callback",                           \

@@ -261,20 +261,33 @@ static int send_index(struct create_op *op)
     return set_index(op, "SET", op->b.hold_expires_ms + INDEX_MARGIN_MS);
 }
 
+/* The student's listing index lives in the student's own hash slot, so it cannot be part of the hold script. */
+static void list_for_student(struct create_op *op)
+{
+    char key[SLK_KEY_MAX], score[24], member[2 * SLK_MAX_ID_LEN + 2];
+    snprintf(score, sizeof(score), "%" PRId64, op->b.start_ms);
+    snprintf(member, sizeof(member), "%s/%s", op->b.instructor, op->b.uuid);
+    const char *argv[4] = {"ZADD", key, score, member};
+    size_t lens[4] = {4, (size_t)slk_key_student_holds(key, op->b.student), strlen(score), strlen(member)};
+    if (slk_redis_command_argv(op->req->worker->redis, on_index_set, NULL, 4, argv, lens) != 0)
+        slk_log(SLK_LOG_WARN, "hold not listed for its student", "booking", op->b.uuid, NULL);
+}
+
 static void extend_index(struct create_op *op)
 {
     if (set_index(op, "PEXPIREAT", op->b.hold_expires_ms + SLK_RETENTION_MS) != 0)
         slk_log(SLK_LOG_WARN, "booking index not extended", "booking", op->b.uuid, NULL);
 }
 
-#define HOLD_FIXED_KEYS 3
+#define HOLD_FIXED_KEYS 4
 #define HOLD_FIELDS 18
 
 struct hold_args {
-    char meta[SLK_KEY_MAX], fence[SLK_KEY_MAX], record[SLK_KEY_MAX];
+    char meta[SLK_KEY_MAX], fence[SLK_KEY_MAX], record[SLK_KEY_MAX], holds[SLK_KEY_MAX];
+    char member[2 * SLK_MAX_ID_LEN + 2];
     char ver[24], expires[24], record_expires[24];
     char start[24], end[24], created[24], price[24], ufirst[24], umin[16], ucount[16];
-    const char *argv[4 + 2 * HOLD_FIELDS];
+    const char *argv[6 + 2 * HOLD_FIELDS];
 };
 
 static int eval_hold(struct create_op *op, const struct slk_instructor *ins)
@@ -318,7 +331,10 @@ static int eval_hold(struct create_op *op, const struct slk_instructor *ins)
     a.argv[1] = b->uuid;
     a.argv[2] = a.expires;
     a.argv[3] = a.record_expires;
-    memcpy(&a.argv[4], fields, sizeof(fields));
+    a.argv[4] = a.start;
+    snprintf(a.member, sizeof(a.member), "%s/%s", b->instructor, b->uuid);
+    a.argv[5] = a.member;
+    memcpy(&a.argv[6], fields, sizeof(fields));
 
     size_t nkeys = HOLD_FIXED_KEYS + (size_t)b->unit_count;
     const char **keys = malloc(nkeys * sizeof(char *));
@@ -330,6 +346,8 @@ static int eval_hold(struct create_op *op, const struct slk_instructor *ins)
     keys[0] = a.meta;
     keys[1] = a.fence;
     keys[2] = a.record;
+    slk_key_instructor_holds(a.holds, b->instructor);
+    keys[3] = a.holds;
     for (int i = 0; i < b->unit_count; i++)
         keys[HOLD_FIXED_KEYS + i] = op->unit_keys[i];
     int rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_HOLD, on_hold, op, (int)nkeys, keys, NULL,
@@ -369,6 +387,7 @@ static void reply_created(struct create_op *op, int64_t fence)
     snprintf(location, sizeof(location), "/api/v1/bookings/%s", op->b.uuid);
     op->b.fence = fence;
     extend_index(op);
+    list_for_student(op);
     json_t *data = slk_booking_to_json(&op->b, slk_clock_now_ms());
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_GRANTED);
