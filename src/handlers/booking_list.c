@@ -128,7 +128,8 @@ static bool cursor_decode(const char *s, struct list_op *op)
 
 static void reply_page(struct list_op *op)
 {
-    qsort(op->items, op->num_items, sizeof(*op->items), item_cmp);
+    if (op->num_items > 1)
+        qsort(op->items, op->num_items, sizeof(*op->items), item_cmp);
     json_t *items = json_array();
     size_t shown = 0;
     bool more = op->pg_more;
