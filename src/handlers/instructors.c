@@ -107,6 +107,48 @@ static int save(struct put_op *op)
     return rc;
 }
 
+/*
+ * Redis keys units by their start on the instructor's local grid. A new
+ * grid or time zone would put new holds on other keys than the bookings and
+ * blocks already there, so those two settings stay fixed while any future
+ * booking or block exists.
+ */
+static const char grid_in_use_sql[] =
+    "SELECT granularity_minutes, timezone, "
+    "EXISTS (SELECT 1 FROM bookings WHERE instructor_id = $1 AND status IN ('paid', 'confirmed') "
+    "AND end_at > now()) OR EXISTS (SELECT 1 FROM availability_blocks WHERE instructor_id = $1 AND end_at > now()) "
+    "FROM instructors WHERE id = $1";
+
+static void on_grid_checked(void *data, PGresult *res, const char *err)
+{
+    struct put_op *op = data;
+    struct slk_request *req = op->req;
+    if (err != NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        free(op);
+        slk__reply_backend_error(req, SLK_EUNAVAILABLE, "postgres");
+        return;
+    }
+    if (PQntuples(res) == 1 && PQgetvalue(res, 0, 2)[0] == 't') {
+        const char *field = NULL;
+        if (atoi(PQgetvalue(res, 0, 0)) != op->ins.granularity_minutes)
+            field = "granularity_minutes";
+        else if (strcmp(PQgetvalue(res, 0, 1), op->ins.timezone) != 0)
+            field = "timezone";
+        if (field != NULL) {
+            free(op);
+            slk_reply_error(req, 409, "settings_in_use",
+                            "The grid and time zone cannot change while future bookings or blocks exist",
+                            json_pack("{s:s}", "field", field));
+            return;
+        }
+    }
+    int rc = save(op);
+    if (rc != 0) {
+        free(op);
+        slk__reply_backend_error(req, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "postgres");
+    }
+}
+
 void slk_handle_instructor_put(struct slk_request *req)
 {
     char id[SLK_MAX_ID_LEN + 1];
@@ -136,10 +178,10 @@ void slk_handle_instructor_put(struct slk_request *req)
         slk_reply_invalid(req, field, why);
         return;
     }
-    rc = save(op);
-    if (rc != 0) {
+    const char *params[1] = {op->ins.id};
+    if (slk_pg_query(req->worker->pg, grid_in_use_sql, 1, params, on_grid_checked, op) != 0) {
         free(op);
-        slk__reply_backend_error(req, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "postgres");
+        slk__reply_backend_error(req, SLK_EUNAVAILABLE, "postgres");
     }
 }
 

@@ -1,6 +1,6 @@
 """PUT/GET /api/v1/instructors/{id}: create, replace, validation."""
 
-from harness import check, eq, expect_error, expect_ok, parse_ts, shared, uid
+from harness import all_week, check, eq, expect_error, expect_ok, parse_ts, shared, slot, timeout, uid
 
 WEEKLY = [{"day": "mon", "start": "09:00", "end": "17:00"}, {"day": "sat", "start": "10:00", "end": "24:00"}]
 
@@ -89,3 +89,27 @@ def test_validation_failure_creates_nothing():
     expect_error(_put(srv, iid, {"timezone": "Mars/Olympus"}), 422, "validation_failed")
     with srv.client() as c:
         expect_error(c.get(f"/api/v1/instructors/{iid}", token=srv.admin()), 404, "not_found")
+
+
+@timeout(60)
+def test_grid_and_zone_are_fixed_while_future_bookings_exist():
+    # Units are keyed on the instructor's local grid: a new grid or zone would let new holds
+    # miss the units of existing bookings, so such a change is refused until none remain.
+    srv = shared()
+    ins = srv.put_instructor(granularity_minutes=15)
+    h = srv.hold(ins, *slot(9, 10))
+    h.confirm()
+    with srv.client() as c:
+        r = c.put(f"/api/v1/instructors/{ins}", {"timezone": "UTC", "granularity_minutes": 30, "weekly": all_week()},
+                  token=srv.admin())
+        eq(expect_error(r, 409, "settings_in_use").get("field"), "granularity_minutes", "refused field")
+        r = c.put(f"/api/v1/instructors/{ins}", {"timezone": "Asia/Kolkata", "weekly": all_week()}, token=srv.admin())
+        eq(expect_error(r, 409, "settings_in_use").get("field"), "timezone", "refused field")
+        r = c.put(f"/api/v1/instructors/{ins}", {"timezone": "UTC", "hold_seconds": 600, "weekly": all_week()},
+                  token=srv.admin())
+        eq(expect_ok(r, 200).get("hold_seconds"), 600, "other settings may change")
+    expect_ok(srv.action(h.uuid, "cancel", h.student_token), 200)
+    with srv.client() as c:
+        r = c.put(f"/api/v1/instructors/{ins}", {"timezone": "UTC", "granularity_minutes": 30, "weekly": all_week()},
+                  token=srv.admin())
+        eq(expect_ok(r, 200).get("granularity_minutes"), 30, "grid changes once nothing is booked")
