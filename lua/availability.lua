@@ -5,7 +5,7 @@
 -- ARGV[1]  settings version the caller planned with
 --
 -- Returns {"OK", state, ttl, state, ttl, ...} per unit key in order: state 0
--- free, 1 held (ttl = milliseconds the hold has left), 2 booked, 3 blocked
+-- free, 1 held (ttl = the hold's expiry, unix ms: exactly its hold_expires_at), 2 booked, 3 blocked
 -- (ttl 0) | {"STALE", ver, cfg} | {"NOLOAD"}, as hold.lua.
 local ver = redis.call('HGET', KEYS[1], 'ver')
 if not ver then
@@ -23,7 +23,7 @@ for i = 2, #KEYS do
         out[#out + 1] = 0
     elseif string.sub(v, 1, 1) == 'H' then
         out[#out + 1] = 1
-        out[#out + 1] = redis.call('PTTL', KEYS[i])
+        out[#out + 1] = redis.call('PEXPIRETIME', KEYS[i])
     elseif string.sub(v, 1, 1) == 'X' then
         out[#out + 1] = 3
         out[#out + 1] = 0

@@ -4,7 +4,8 @@
 -- a confirmed slot is never offered again after a Redis restart.
 --
 -- KEYS[1]  slk:{i}:meta
--- KEYS[2..] unit keys of confirmed/paid bookings
+-- KEYS[2]  slk:{i}:ver   the version alone (read by availability with MGET)
+-- KEYS[3..] unit keys of confirmed/paid bookings and blocks
 -- ARGV[1]  settings version; '' for a batch that is not the last
 -- ARGV[2]  settings JSON; '' likewise
 -- ARGV[3..] per unit key, in order: value ('B:<uuid>'), expiry unix ms (PXAT)
@@ -13,8 +14,8 @@
 -- the settings, so holds stay refused until every unit is in place. An older
 -- version never overwrites a newer one written concurrently.
 -- Returns the version now in force ('' after a batch that is not the last).
-for i = 2, #KEYS do
-    local j = 3 + (i - 2) * 2
+for i = 3, #KEYS do
+    local j = 3 + (i - 3) * 2
     redis.call('SET', KEYS[i], ARGV[j], 'PXAT', ARGV[j + 1])
 end
 if ARGV[1] == '' then
@@ -23,6 +24,8 @@ end
 local current = redis.call('HGET', KEYS[1], 'ver')
 if not current or tonumber(current) < tonumber(ARGV[1]) then
     redis.call('HSET', KEYS[1], 'ver', ARGV[1], 'cfg', ARGV[2])
-    return ARGV[1]
+    current = ARGV[1]
 end
+-- The version key always mirrors the settings in force (also when a newer restore got here first).
+redis.call('SET', KEYS[2], current)
 return current

@@ -44,14 +44,38 @@ static size_t sort_unique(int64_t *v, size_t n)
     return out;
 }
 
-/* Minute of the local day, or -1 when the instant is not on a whole local minute. */
-static int local_minute(struct slk_tz *tz, int64_t t, int *weekday)
+/*
+ * Local wall time by arithmetic: the zone's offset is looked up once per
+ * stretch between two offset changes instead of once per instant.
+ */
+struct local_clock {
+    struct slk_tz *tz;
+    int64_t offset_ms;
+    int64_t from_ms, until_ms; /* the offset holds in [from, until) */
+    bool valid;
+};
+
+static int64_t floor_div(int64_t a, int64_t b)
 {
-    struct slk_local_time lt;
-    if (t % MINUTE_MS != 0 || slk_tz_to_local(tz, t, &lt) != 0 || lt.second != 0)
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Minute of the local day, or -1 when the instant is not on a whole local minute. */
+static int local_minute(struct local_clock *c, int64_t t, int *weekday)
+{
+    if (!c->valid || t < c->from_ms || t >= c->until_ms) {
+        if (slk_tz_offset(c->tz, t, &c->offset_ms, &c->until_ms) != 0)
+            return -1;
+        c->from_ms = t;
+        c->valid = true;
+    }
+    int64_t local = t + c->offset_ms;
+    int64_t day = floor_div(local, 86400000), ms = local - day * 86400000;
+    if (ms % MINUTE_MS != 0)
         return -1;
-    *weekday = lt.weekday;
-    return lt.hour * 60 + lt.minute;
+    *weekday = (int)(((day + 3) % 7 + 7) % 7); /* 1970-01-01 was a Thursday; 0 = Monday */
+    return (int)(ms / MINUTE_MS);
 }
 
 static bool in_window(const struct slk_instructor *ins, int weekday, int minute)
@@ -65,23 +89,37 @@ static bool in_window(const struct slk_instructor *ins, int weekday, int minute)
 }
 
 /* Every unit of [s, s + duration) inside a window, in local time. */
-static bool slot_in_windows(const struct slk_instructor *ins, struct slk_tz *tz, int64_t s, int units)
+static bool slot_in_windows(const struct slk_instructor *ins, struct local_clock *clock, int64_t s, int units)
 {
     for (int i = 0; i < units; i++) {
-        int weekday, minute = local_minute(tz, s + (int64_t)i * ins->granularity_minutes * MINUTE_MS, &weekday);
+        int weekday, minute = local_minute(clock, s + (int64_t)i * ins->granularity_minutes * MINUTE_MS, &weekday);
         if (minute < 0 || !in_window(ins, weekday, minute))
             return false;
     }
     return true;
 }
 
-static int add_unit_minutes(struct i64_array *minutes, const struct slk_instructor *ins, int64_t s, int units)
+/*
+ * Candidates come in ascending order and each one's units ascend, so the
+ * list stays sorted by skipping the units that overlap the previous
+ * candidate's. Only a grid whose phase shifted (an offset change that is not
+ * a multiple of the grid) can bring an older unit out of order: *unsorted
+ * then asks for a final sort.
+ */
+static int add_unit_minutes(struct i64_array *minutes, const struct slk_instructor *ins, int64_t s, int units,
+                            bool *unsorted)
 {
     int g = ins->granularity_minutes;
     int64_t first = s / MINUTE_MS - ins->buffer_minutes;
     int total = units + 2 * (ins->buffer_minutes / g);
     for (int i = 0; i < total; i++) {
-        if (push(minutes, first + (int64_t)i * g) != 0)
+        int64_t m = first + (int64_t)i * g;
+        if (minutes->len > 0 && m <= minutes->v[minutes->len - 1]) {
+            if (bsearch(&m, minutes->v, minutes->len, sizeof(int64_t), cmp_i64) != NULL)
+                continue;
+            *unsorted = true;
+        }
+        if (push(minutes, m) != 0)
             return SLK_ENOMEM;
     }
     return 0;
@@ -95,19 +133,21 @@ int slk_avail_plan(struct slk_avail_plan *p, const struct slk_instructor *ins, s
     struct i64_array starts = {0}, minutes = {0};
     int g = ins->granularity_minutes, units = duration_minutes / g;
     int64_t step = (int64_t)g * MINUTE_MS;
+    struct local_clock clock = {.tz = tz};
+    bool unsorted = false;
     int64_t s = (from_ms + MINUTE_MS - 1) / MINUTE_MS * MINUTE_MS;
     if (s <= now_ms)
         s = (now_ms / MINUTE_MS + 1) * MINUTE_MS;
     while (s < to_ms) {
-        int weekday, minute = local_minute(tz, s, &weekday);
+        int weekday, minute = local_minute(&clock, s, &weekday);
         /* Off the local grid (at the start, or after an offset change that is not a multiple of the grid):
          * walk minute by minute back into phase. */
         if (minute < 0 || minute % g != 0) {
             s += MINUTE_MS;
             continue;
         }
-        if (slot_in_windows(ins, tz, s, units)) {
-            if (push(&starts, s) != 0 || add_unit_minutes(&minutes, ins, s, units) != 0)
+        if (slot_in_windows(ins, &clock, s, units)) {
+            if (push(&starts, s) != 0 || add_unit_minutes(&minutes, ins, s, units, &unsorted) != 0)
                 goto fail;
         }
         s += step;
@@ -115,7 +155,7 @@ int slk_avail_plan(struct slk_avail_plan *p, const struct slk_instructor *ins, s
     p->starts = starts.v;
     p->num_starts = starts.len;
     p->minutes = minutes.v;
-    p->num_minutes = sort_unique(minutes.v, minutes.len);
+    p->num_minutes = unsorted ? sort_unique(minutes.v, minutes.len) : minutes.len;
     return 0;
 fail:
     free(starts.v);
@@ -127,11 +167,12 @@ int slk_grid_units(const struct slk_instructor *ins, struct slk_tz *tz, int64_t 
                    size_t max_units, int64_t **out, size_t *len, size_t *cap)
 {
     struct i64_array a = {*out, *len, *cap};
+    struct local_clock clock = {.tz = tz};
     int g = ins->granularity_minutes, rc = 0;
     int64_t step = (int64_t)g * MINUTE_MS;
     int64_t s = start_ms / MINUTE_MS * MINUTE_MS - (int64_t)(g - 1) * MINUTE_MS;
     while (s < end_ms && rc == 0) {
-        int weekday, minute = local_minute(tz, s, &weekday);
+        int weekday, minute = local_minute(&clock, s, &weekday);
         if (minute < 0 || minute % g != 0) {
             s += MINUTE_MS;
             continue;
@@ -168,8 +209,14 @@ static enum slk_unit_state slot_state(const struct slk_avail_plan *p, const stru
     int64_t first = s / MINUTE_MS - ins->buffer_minutes;
     enum slk_unit_state state = SLK_UNIT_FREE;
     *expires = 0;
+    size_t k = p->num_minutes;
     for (int i = 0; i < total; i++) {
-        size_t k = minute_index(p, first + (int64_t)i * g);
+        int64_t m = first + (int64_t)i * g;
+        /* Units are usually consecutive in the plan: look up only the first, then step. */
+        if (k + 1 < p->num_minutes && p->minutes[k + 1] == m)
+            k++;
+        else
+            k = minute_index(p, m);
         if (k == p->num_minutes)
             return SLK_UNIT_BOOKED;
         if (states[k] == SLK_UNIT_BOOKED || states[k] == SLK_UNIT_BLOCKED)
@@ -183,38 +230,80 @@ static enum slk_unit_state slot_state(const struct slk_avail_plan *p, const stru
     return state;
 }
 
-static json_t *slot_json(int64_t s, int duration_minutes)
+struct text {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+};
+
+static void text_put(struct text *t, const char *s, size_t n)
 {
-    char start[32], end[32];
-    slk_time_format_rfc3339(s, start);
-    slk_time_format_rfc3339(s + (int64_t)duration_minutes * MINUTE_MS, end);
-    return json_pack("{s:s, s:s}", "start_time", start, "end_time", end);
+    if (t->failed)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap == 0 ? 4096 : t->cap;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *buf = realloc(t->buf, cap);
+        if (buf == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->buf = buf;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
 }
 
-json_t *slk_avail_slots(const struct slk_avail_plan *p, const struct slk_instructor *ins, const unsigned char *states,
-                        const int64_t *expires_ms, bool include_held)
+static void text_str(struct text *t, const char *s)
 {
-    json_t *slots = json_array();
-    for (size_t i = 0; slots != NULL && i < p->num_starts; i++) {
-        int64_t expires;
-        enum slk_unit_state st = slot_state(p, ins, p->starts[i], states, expires_ms, &expires);
+    text_put(t, s, strlen(s));
+}
+
+static void text_time(struct text *t, int64_t ms)
+{
+    char buf[32];
+    slk_time_format_rfc3339(ms, buf);
+    text_put(t, "\"", 1);
+    text_str(t, buf);
+    text_put(t, "\"", 1);
+}
+
+char *slk_avail_slots_json(const struct slk_avail_plan *p, const struct slk_instructor *ins,
+                           const unsigned char *states, const int64_t *expires_ms, bool include_held, size_t *len)
+{
+    static const char *const names[] = {"free", "held", "booked", "blocked"};
+    struct text t = {0};
+    bool first = true;
+    text_put(&t, "[", 1);
+    for (size_t i = 0; i < p->num_starts; i++) {
+        int64_t expires, s = p->starts[i];
+        enum slk_unit_state st = slot_state(p, ins, s, states, expires_ms, &expires);
         if (st != SLK_UNIT_FREE && !include_held)
             continue;
-        json_t *slot = slot_json(p->starts[i], p->duration_minutes);
-        if (slot == NULL) {
-            json_decref(slots);
-            return NULL;
-        }
+        text_str(&t, first ? "{\"start_time\":" : ",{\"start_time\":");
+        first = false;
+        text_time(&t, s);
+        text_str(&t, ",\"end_time\":");
+        text_time(&t, s + (int64_t)p->duration_minutes * MINUTE_MS);
         if (include_held) {
-            static const char *const names[] = {"free", "held", "booked", "blocked"};
-            json_object_set_new(slot, "state", json_string(names[st]));
+            text_str(&t, ",\"state\":\"");
+            text_str(&t, names[st]);
+            text_put(&t, "\"", 1);
             if (st == SLK_UNIT_HELD) {
-                char exp[32];
-                slk_time_format_rfc3339(expires, exp);
-                json_object_set_new(slot, "hold_expires_at", json_string(exp));
+                text_str(&t, ",\"hold_expires_at\":");
+                text_time(&t, expires);
             }
         }
-        json_array_append_new(slots, slot);
+        text_put(&t, "}", 1);
     }
-    return slots;
+    text_put(&t, "]", 1);
+    if (t.failed) {
+        free(t.buf);
+        return NULL;
+    }
+    *len = t.len;
+    return t.buf;
 }

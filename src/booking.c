@@ -221,6 +221,11 @@ int slk_key_meta(char *buf, const char *instructor)
     return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:meta", instructor);
 }
 
+int slk_key_version(char *buf, const char *instructor)
+{
+    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:ver", instructor);
+}
+
 int slk_key_fence(char *buf, const char *instructor)
 {
     return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:fence", instructor);

@@ -181,6 +181,8 @@ static int add_block_units(struct restore_units *l, const json_t *blocks, const 
     return rc;
 }
 
+#define RESTORE_FIXED_KEYS 2 /* meta, version */
+
 /* Per unit: key (SLK_KEY_MAX) + value (40) + expiry (24). */
 #define UNIT_SLOT (SLK_KEY_MAX + 40 + 24)
 
@@ -189,12 +191,12 @@ static int restore_args_build(struct restore_args *a, const struct load_op *op, 
 {
     memset(a, 0, sizeof(*a));
     size_t units = l->len;
-    a->nkeys = 1 + (int)units;
+    a->nkeys = RESTORE_FIXED_KEYS + (int)units;
     a->nargs = 2 + 2 * (int)units;
     a->keys = calloc((size_t)a->nkeys, sizeof(char *));
     a->keylens = calloc((size_t)a->nkeys, sizeof(size_t));
     a->args = calloc((size_t)a->nargs, sizeof(char *));
-    a->storage = malloc((units + 1) * UNIT_SLOT);
+    a->storage = malloc((units + RESTORE_FIXED_KEYS) * UNIT_SLOT);
     if (a->keys == NULL || a->keylens == NULL || a->args == NULL || a->storage == NULL)
         return SLK_ENOMEM;
 
@@ -204,12 +206,15 @@ static int restore_args_build(struct restore_args *a, const struct load_op *op, 
     char *ver = p + SLK_KEY_MAX;
     snprintf(ver, 24, "%lld", (long long)op->ins.version);
     p += UNIT_SLOT;
+    a->keylens[1] = (size_t)slk_key_version(p, op->id);
+    a->keys[1] = p;
+    p += UNIT_SLOT;
     a->args[0] = ver;
     a->args[1] = cfg;
     for (size_t k = 0; k < units; k++, p += UNIT_SLOT) {
         const struct restore_unit *u = &l->v[k];
-        a->keylens[1 + k] = (size_t)slk_key_unit(p, op->id, u->minute);
-        a->keys[1 + k] = p;
+        a->keylens[RESTORE_FIXED_KEYS + k] = (size_t)slk_key_unit(p, op->id, u->minute);
+        a->keys[RESTORE_FIXED_KEYS + k] = p;
         char *value = p + SLK_KEY_MAX, *exp = value + 40;
         memcpy(value, u->value, sizeof(u->value));
         snprintf(exp, 24, "%lld", (long long)u->expire_ms);
@@ -233,7 +238,7 @@ static void on_restored(void *data, redisReply *r, const char *err)
         load_op_finish(op, NULL, SLK_EUNAVAILABLE);
         return;
     }
-    if (op->units_sent < op->restore.nkeys - 1) {
+    if (op->units_sent < op->restore.nkeys - RESTORE_FIXED_KEYS) {
         int rc = send_restore_batch(op);
         if (rc != 0)
             load_op_finish(op, NULL, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE);
@@ -246,24 +251,25 @@ static void on_restored(void *data, redisReply *r, const char *err)
 static int send_restore_batch(struct load_op *op)
 {
     const struct restore_args *a = &op->restore;
-    int total = a->nkeys - 1, n = total - op->units_sent;
+    const int fixed = RESTORE_FIXED_KEYS;
+    int total = a->nkeys - fixed, n = total - op->units_sent;
     if (n > RESTORE_BATCH_UNITS)
         n = RESTORE_BATCH_UNITS;
     bool last = op->units_sent + n == total;
-    const char **keys = malloc((size_t)(1 + n) * sizeof(char *));
-    size_t *keylens = malloc((size_t)(1 + n) * sizeof(size_t));
+    const char **keys = malloc((size_t)(fixed + n) * sizeof(char *));
+    size_t *keylens = malloc((size_t)(fixed + n) * sizeof(size_t));
     const char **args = malloc((size_t)(2 + 2 * n) * sizeof(char *));
     int rc = SLK_ENOMEM;
     if (keys != NULL && keylens != NULL && args != NULL) {
-        keys[0] = a->keys[0];
-        keylens[0] = a->keylens[0];
-        memcpy(&keys[1], &a->keys[1 + op->units_sent], (size_t)n * sizeof(char *));
-        memcpy(&keylens[1], &a->keylens[1 + op->units_sent], (size_t)n * sizeof(size_t));
+        memcpy(keys, a->keys, (size_t)fixed * sizeof(char *));
+        memcpy(keylens, a->keylens, (size_t)fixed * sizeof(size_t));
+        memcpy(&keys[fixed], &a->keys[fixed + op->units_sent], (size_t)n * sizeof(char *));
+        memcpy(&keylens[fixed], &a->keylens[fixed + op->units_sent], (size_t)n * sizeof(size_t));
         args[0] = last ? a->args[0] : "";
         args[1] = last ? a->args[1] : "";
         memcpy(&args[2], &a->args[2 + 2 * op->units_sent], (size_t)(2 * n) * sizeof(char *));
-        rc = slk_script_eval(op->w->redis, SLK_SCRIPT_RESTORE, on_restored, op, 1 + n, keys, keylens, 2 + 2 * n, args,
-                             NULL);
+        rc = slk_script_eval(op->w->redis, SLK_SCRIPT_RESTORE, on_restored, op, fixed + n, keys, keylens, 2 + 2 * n,
+                             args, NULL);
     }
     free(keys);
     free(keylens);
@@ -389,13 +395,8 @@ static void on_meta(void *data, redisReply *r, const char *err)
     load_op_finish(op, e, 0);
 }
 
-void slk_instructor_get(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data)
+void slk_instructor_refresh(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data)
 {
-    struct slk_instructor_entry *e = slk_instructor_cache_get(w->instructors, id);
-    if (e != NULL) {
-        cb(data, e, 0);
-        return;
-    }
     struct load_op *op = load_op_new(w, id, cb, data);
     if (op == NULL) {
         cb(data, NULL, SLK_ENOMEM);
@@ -406,4 +407,14 @@ void slk_instructor_get(struct slk_worker *w, const char *id, slk_instructor_cb 
     size_t lens[4] = {5, (size_t)slk_key_meta(key, id), 3, 3};
     if (slk_redis_command_argv(w->redis, on_meta, op, 4, argv, lens) != 0)
         load_op_finish(op, NULL, SLK_EUNAVAILABLE);
+}
+
+void slk_instructor_get(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data)
+{
+    struct slk_instructor_entry *e = slk_instructor_cache_get(w->instructors, id);
+    if (e != NULL) {
+        cb(data, e, 0);
+        return;
+    }
+    slk_instructor_refresh(w, id, cb, data);
 }

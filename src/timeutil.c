@@ -194,6 +194,23 @@ int slk_tz_to_local(struct slk_tz *tz, int64_t utc_ms, struct slk_local_time *ou
     return read_fields(tz->cal, out);
 }
 
+int slk_tz_offset(struct slk_tz *tz, int64_t utc_ms, int64_t *offset_ms, int64_t *until_ms)
+{
+    UErrorCode status = U_ZERO_ERROR;
+    if (tz == NULL || utc_ms < -62135596800000LL - MS_PER_DAY || utc_ms > 253402300800000LL + MS_PER_DAY)
+        return SLK_EINVAL;
+    ucal_setMillis(tz->cal, (UDate)utc_ms, &status);
+    int32_t zone = ucal_get(tz->cal, UCAL_ZONE_OFFSET, &status);
+    int32_t dst = ucal_get(tz->cal, UCAL_DST_OFFSET, &status);
+    UDate next = 0;
+    UBool found = ucal_getTimeZoneTransitionDate(tz->cal, UCAL_TZ_TRANSITION_NEXT, &next, &status);
+    if (U_FAILURE(status))
+        return SLK_EINVAL;
+    *offset_ms = (int64_t)zone + dst;
+    *until_ms = found ? (int64_t)next : INT64_MAX;
+    return 0;
+}
+
 int slk_tz_from_local(struct slk_tz *tz, const struct slk_local_time *lt, int64_t *utc_ms)
 {
     UErrorCode status = U_ZERO_ERROR;
@@ -336,6 +353,29 @@ void slk_time_format_rfc3339(int64_t utc_ms, char out[32])
     civil_from_days(days, &year, &month, &day);
     int secs = (int)(ms_of_day / 1000);
     int ms = (int)(ms_of_day % 1000);
+    if (year >= 0 && year <= 9999) {
+        /* Hot path (availability lists hundreds of these): digits by hand, no printf. */
+        int fields[6] = {(int)year, month, day, secs / 3600, secs / 60 % 60, secs % 60};
+        char *p = out;
+        *p++ = (char)('0' + fields[0] / 1000);
+        *p++ = (char)('0' + fields[0] / 100 % 10);
+        *p++ = (char)('0' + fields[0] / 10 % 10);
+        *p++ = (char)('0' + fields[0] % 10);
+        for (int i = 1; i < 6; i++) {
+            *p++ = "--T::"[i - 1];
+            *p++ = (char)('0' + fields[i] / 10);
+            *p++ = (char)('0' + fields[i] % 10);
+        }
+        if (ms != 0) {
+            *p++ = '.';
+            *p++ = (char)('0' + ms / 100);
+            *p++ = (char)('0' + ms / 10 % 10);
+            *p++ = (char)('0' + ms % 10);
+        }
+        *p++ = 'Z';
+        *p = '\0';
+        return;
+    }
     if (ms != 0)
         snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)year, month, day, secs / 3600,
                  secs / 60 % 60, secs % 60, ms);

@@ -53,11 +53,14 @@ int slk_avail_plan(struct slk_avail_plan *p, const struct slk_instructor *ins, s
 void slk_avail_plan_clear(struct slk_avail_plan *p);
 
 /*
- * The slots array of the reply: [{"start_time","end_time"}] for free slots;
- * with include_held also the taken ones with "state" ("free", "held" with
- * "hold_expires_at", "booked"). states/expires are per plan minute.
+ * The slots array of the reply as JSON text, malloc'd (NULL on OOM):
+ * [{"start_time","end_time"}] for free slots; with include_held also the
+ * taken ones, each with "state" ("free", "held" with "hold_expires_at",
+ * "booked", "blocked"). states/expires are per plan minute. Written by hand
+ * rather than through jansson: a 62-day answer has thousands of slots and
+ * nothing in it needs escaping.
  */
-json_t *slk_avail_slots(const struct slk_avail_plan *p, const struct slk_instructor *ins, const unsigned char *states,
-                        const int64_t *expires_ms, bool include_held);
+char *slk_avail_slots_json(const struct slk_avail_plan *p, const struct slk_instructor *ins,
+                           const unsigned char *states, const int64_t *expires_ms, bool include_held, size_t *len);
 
 #endif

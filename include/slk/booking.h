@@ -70,6 +70,8 @@ json_t *slk_booking_to_json(const struct slk_booking *b, int64_t now_ms);
 
 /* Redis keys. Each returns the length written (always < SLK_KEY_MAX for valid ids). */
 int slk_key_meta(char *buf, const char *instructor);
+/* The settings version alone, as a string: lets MGET read it with unit keys in one plain command. */
+int slk_key_version(char *buf, const char *instructor);
 int slk_key_fence(char *buf, const char *instructor);
 int slk_key_booking(char *buf, const char *instructor, const char *uuid);
 int slk_key_unit(char *buf, const char *instructor, int64_t minute);

@@ -24,6 +24,8 @@ typedef void (*slk_instructor_cb)(void *data, struct slk_instructor_entry *entry
 
 /* Cache, else Redis, else Postgres (+ restore). May call cb before returning. */
 void slk_instructor_get(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data);
+/* Redis, else Postgres (+ restore), bypassing the worker cache (its copy is known to be stale). */
+void slk_instructor_refresh(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data);
 /* Postgres + restore, always (Redis said NOLOAD, or the settings just changed). */
 void slk_instructor_reload(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data);
 /* Caches settings received from Redis (a STALE reply). NULL when cfg is not valid settings. */

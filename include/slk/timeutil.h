@@ -30,6 +30,13 @@ struct slk_local_time {
 
 int slk_tz_to_local(struct slk_tz *tz, int64_t utc_ms, struct slk_local_time *out) SLK_MUST_CHECK;
 /*
+ * The zone's offset from UTC (ms, DST included) at utc_ms, and the instant
+ * of its next change (exclusive end of validity; INT64_MAX when none
+ * follows). Lets callers convert many instants with plain arithmetic.
+ */
+int slk_tz_offset(struct slk_tz *tz, int64_t utc_ms, int64_t *offset_ms, int64_t *until_ms) SLK_MUST_CHECK;
+
+/*
  * Local wall time to UTC. A time that does not exist (spring-forward gap)
  * returns SLK_EINVAL; an ambiguous one (fall-back) resolves to the earlier
  * instant.

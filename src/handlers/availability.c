@@ -124,26 +124,53 @@ static const char *resolve_range(struct avail_op *op, const struct slk_instructo
 }
 
 static void on_units(void *data, redisReply *r, const char *err);
+static void on_mget(void *data, redisReply *r, const char *err);
 
-static int query_units(struct avail_op *op)
+/* Unit keys into one allocation: keys[first..] for every plan minute, after `first` fixed keys set by the caller. */
+static const char **unit_keys(const struct avail_op *op, size_t first, char **storage)
 {
     const struct slk_avail_plan *p = &op->plan;
-    size_t nkeys = 1 + p->num_minutes;
+    size_t nkeys = first + p->num_minutes;
     const char **keys = malloc(nkeys * sizeof(char *));
-    char *storage = malloc(nkeys * SLK_KEY_MAX);
-    int rc = SLK_ENOMEM;
-    if (keys != NULL && storage != NULL) {
-        keys[0] = storage;
+    *storage = malloc(nkeys * SLK_KEY_MAX);
+    if (keys == NULL || *storage == NULL) {
+        free(keys);
+        free(*storage);
+        *storage = NULL;
+        return NULL;
+    }
+    for (size_t i = 0; i < nkeys; i++)
+        keys[i] = *storage + i * SLK_KEY_MAX;
+    for (size_t i = 0; i < p->num_minutes; i++)
+        slk_key_unit(*storage + (first + i) * SLK_KEY_MAX, op->instructor, p->minutes[i]);
+    return keys;
+}
+
+/*
+ * Free slots only: one MGET of the version key and every unit, a plain
+ * command Redis serves far faster than a script. With include_held the
+ * script also reads each hold's remaining TTL.
+ */
+static int query_units(struct avail_op *op)
+{
+    bool plain = !op->include_held;
+    size_t fixed = plain ? 2 : 1; /* MGET + version key, or the meta key */
+    char *storage;
+    const char **keys = unit_keys(op, fixed, &storage);
+    if (keys == NULL)
+        return SLK_ENOMEM;
+    int n = (int)(fixed + op->plan.num_minutes), rc;
+    if (plain) {
+        keys[0] = "MGET";
+        slk_key_version(storage + SLK_KEY_MAX, op->instructor);
+        rc = slk_redis_command_argv(op->req->worker->redis, on_mget, op, n, keys, NULL);
+    } else {
         slk_key_meta(storage, op->instructor);
-        for (size_t i = 0; i < p->num_minutes; i++) {
-            keys[1 + i] = storage + (1 + i) * SLK_KEY_MAX;
-            slk_key_unit(storage + (1 + i) * SLK_KEY_MAX, op->instructor, p->minutes[i]);
-        }
         char ver[24];
         snprintf(ver, sizeof(ver), "%" PRId64, op->ins.version);
         const char *args[1] = {ver};
-        rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_AVAILABILITY, on_units, op, (int)nkeys, keys, NULL, 1,
-                             args, NULL);
+        rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_AVAILABILITY, on_units, op, n, keys, NULL, 1, args,
+                             NULL);
     }
     free(keys);
     free(storage);
@@ -178,14 +205,34 @@ static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
     plan(op, e);
 }
 
-/* Strong validator: the same bytes, the same tag. */
-static void etag_of(const char *body, size_t len, char out[24])
+/*
+ * Strong validator. The reply is a function of the request, the settings
+ * version, the candidate starts and the unit states read from Redis (and,
+ * with include_held, their expiries), so hashing those is hashing the reply,
+ * at a fraction of the bytes.
+ */
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
+    const unsigned char *p = data;
     for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)body[i];
+        h ^= p[i];
         h *= 1099511628211ULL;
     }
+    return h;
+}
+
+static void etag_of(const struct avail_op *op, const unsigned char *states, const int64_t *expires, char out[24])
+{
+    const struct slk_avail_plan *p = &op->plan;
+    int64_t head[6] = {op->ins.version,      op->from_ms,      op->to_ms,
+                       op->duration_minutes, op->include_held, (int64_t)p->num_starts};
+    uint64_t h = fnv(1469598103934665603ULL, head, sizeof(head));
+    h = fnv(h, op->ins.id, strlen(op->ins.id));
+    if (p->num_starts > 0)
+        h = fnv(h, &p->starts[0], sizeof(int64_t));
+    h = fnv(h, states, p->num_minutes);
+    if (op->include_held)
+        h = fnv(h, expires, p->num_minutes * sizeof(int64_t));
     snprintf(out, 24, "\"%016" PRIx64 "\"", h);
 }
 
@@ -202,26 +249,30 @@ static bool etag_matches(const struct slk_request *req, const char *etag)
     return inm->len == 1 && inm->ptr[0] == '*';
 }
 
-static void reply_slots(struct avail_op *op, json_t *slots)
+static void reply_slots(struct avail_op *op, char *slots, size_t slots_len, const char *etag)
 {
     struct slk_request *req = op->req;
     const struct slk_instructor *ins = &op->ins;
-    char from[32], to[32];
+    char from[32], to[32], head[512];
     slk_time_format_rfc3339(op->from_ms, from);
     slk_time_format_rfc3339(op->to_ms, to);
-    json_t *doc = json_pack("{s:b, s:s, s:{s:s, s:s, s:s, s:s, s:i, s:o}}", "success", 1, "message", "Availability",
-                            "data", "instructor_uuid", ins->id, "timezone", ins->timezone, "from", from, "to", to,
-                            "duration_minutes", op->duration_minutes, "slots", slots);
-    char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
+    /* Ids match ^[A-Za-z0-9._:-]+$ and zone ids are ICU-validated: nothing here needs escaping. */
+    int n = snprintf(head, sizeof(head),
+                     "{\"success\":true,\"message\":\"Availability\",\"data\":{\"instructor_uuid\":\"%s\","
+                     "\"timezone\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"duration_minutes\":%d,\"slots\":",
+                     ins->id, ins->timezone, from, to, op->duration_minutes);
+    size_t len = (size_t)n + slots_len + 2;
+    char *body = n > 0 && (size_t)n < sizeof(head) ? malloc(len + 1) : NULL;
     op_free(op);
-    char etag[24];
     if (body == NULL) {
+        free(slots);
         slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
         return;
     }
-    size_t len = strlen(body);
-    etag_of(body, len, etag);
+    memcpy(body, head, (size_t)n);
+    memcpy(body + n, slots, slots_len);
+    memcpy(body + n + slots_len, "}}", 3);
+    free(slots);
     if (slk_response_header(req, "ETag", etag) != 0 || slk_response_header(req, "Cache-Control", "no-cache") != 0) {
         free(body);
         slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
@@ -245,15 +296,16 @@ static void read_states(struct avail_op *op, const redisReply *r)
     size_t n = op->plan.num_minutes;
     unsigned char *states = malloc(n + 1);
     int64_t *expires = malloc((n + 1) * sizeof(int64_t));
-    json_t *slots = NULL;
+    char *slots = NULL, etag[24];
+    size_t slots_len = 0;
     if (states != NULL && expires != NULL) {
-        int64_t now = slk_clock_now_ms();
         for (size_t i = 0; i < n; i++) {
             const redisReply *st = r->element[1 + 2 * i], *ttl = r->element[2 + 2 * i];
             states[i] = (unsigned char)(st->type == REDIS_REPLY_INTEGER ? st->integer : SLK_UNIT_BOOKED);
-            expires[i] = ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0 ? now + ttl->integer : 0;
+            expires[i] = ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0 ? ttl->integer : 0;
         }
-        slots = slk_avail_slots(&op->plan, &op->ins, states, expires, op->include_held);
+        slots = slk_avail_slots_json(&op->plan, &op->ins, states, expires, op->include_held, &slots_len);
+        etag_of(op, states, expires, etag);
     }
     free(states);
     free(expires);
@@ -261,7 +313,20 @@ static void read_states(struct avail_op *op, const redisReply *r)
         fail_backend(op, SLK_ENOMEM, "availability");
         return;
     }
-    reply_slots(op, slots);
+    reply_slots(op, slots, slots_len, etag);
+}
+
+/* The settings changed (STALE) or Redis has none (NOLOAD): fetch them again, then plan again. */
+static void retry_with_fresh_settings(struct avail_op *op, bool noload)
+{
+    if (++op->attempts >= MAX_ATTEMPTS) {
+        fail_backend(op, SLK_EUNAVAILABLE, "redis");
+        return;
+    }
+    if (noload)
+        slk_instructor_reload(op->req->worker, op->instructor, on_instructor, op);
+    else
+        slk_instructor_refresh(op->req->worker, op->instructor, on_instructor, op);
 }
 
 static void on_units(void *data, redisReply *r, const char *err)
@@ -276,18 +341,59 @@ static void on_units(void *data, redisReply *r, const char *err)
         return;
     }
     bool stale = reply_is(r, "STALE"), noload = reply_is(r, "NOLOAD");
-    if ((stale || noload) && ++op->attempts < MAX_ATTEMPTS) {
-        const redisReply *cfg = stale && r->elements == 3 ? r->element[2] : NULL;
-        struct slk_instructor_entry *e = NULL;
-        if (cfg != NULL && cfg->type == REDIS_REPLY_STRING)
-            e = slk_instructor_apply_cfg(op->req->worker, op->instructor, cfg->str, cfg->len);
-        if (e != NULL)
-            plan(op, e);
-        else
-            slk_instructor_reload(op->req->worker, op->instructor, on_instructor, op);
+    if (stale || noload) {
+        retry_with_fresh_settings(op, noload);
         return;
     }
-    fail_backend(op, stale || noload ? SLK_EUNAVAILABLE : SLK_EPROTO, "redis");
+    fail_backend(op, SLK_EPROTO, "redis");
+}
+
+static enum slk_unit_state unit_state_of(const redisReply *v)
+{
+    if (v->type != REDIS_REPLY_STRING || v->len == 0)
+        return SLK_UNIT_FREE;
+    switch (v->str[0]) {
+    case 'H':
+        return SLK_UNIT_HELD;
+    case 'X':
+        return SLK_UNIT_BLOCKED;
+    default:
+        return SLK_UNIT_BOOKED;
+    }
+}
+
+static void on_mget(void *data, redisReply *r, const char *err)
+{
+    struct avail_op *op = data;
+    size_t n = op->plan.num_minutes;
+    if (err != NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 1 + n) {
+        fail_backend(op, SLK_EUNAVAILABLE, "redis");
+        return;
+    }
+    const redisReply *ver = r->element[0];
+    char expected[24];
+    int len = snprintf(expected, sizeof(expected), "%" PRId64, op->ins.version);
+    if (ver->type != REDIS_REPLY_STRING || ver->len != (size_t)len || memcmp(ver->str, expected, (size_t)len) != 0) {
+        retry_with_fresh_settings(op, ver->type != REDIS_REPLY_STRING);
+        return;
+    }
+    unsigned char *states = malloc(n + 1);
+    int64_t *expires = calloc(n + 1, sizeof(int64_t));
+    char *slots = NULL, etag[24];
+    size_t slots_len = 0;
+    if (states != NULL && expires != NULL) {
+        for (size_t i = 0; i < n; i++)
+            states[i] = (unsigned char)unit_state_of(r->element[1 + i]);
+        slots = slk_avail_slots_json(&op->plan, &op->ins, states, expires, false, &slots_len);
+        etag_of(op, states, expires, etag);
+    }
+    free(states);
+    free(expires);
+    if (slots == NULL) {
+        fail_backend(op, SLK_ENOMEM, "availability");
+        return;
+    }
+    reply_slots(op, slots, slots_len, etag);
 }
 
 static const char *parse_query(struct slk_request *req, struct avail_op *op)

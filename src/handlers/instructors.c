@@ -43,10 +43,10 @@ static void on_meta_dropped(void *data, redisReply *r, const char *err)
  */
 static void drop_meta(struct slk_worker *w, const char *id)
 {
-    char key[SLK_KEY_MAX];
-    const char *argv[2] = {"DEL", key};
-    size_t lens[2] = {3, (size_t)slk_key_meta(key, id)};
-    if (slk_redis_command_argv(w->redis, on_meta_dropped, NULL, 2, argv, lens) != 0)
+    char meta[SLK_KEY_MAX], ver[SLK_KEY_MAX];
+    const char *argv[3] = {"DEL", meta, ver};
+    size_t lens[3] = {3, (size_t)slk_key_meta(meta, id), (size_t)slk_key_version(ver, id)};
+    if (slk_redis_command_argv(w->redis, on_meta_dropped, NULL, 3, argv, lens) != 0)
         on_meta_dropped(NULL, NULL, "not queued");
 }
 

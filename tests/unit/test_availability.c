@@ -26,6 +26,21 @@ static void settings(struct slk_instructor *ins, const char *text)
     json_decref(obj);
 }
 
+/* The slots JSON text, parsed back (it must be valid JSON). */
+static json_t *slots_of(const struct slk_avail_plan *p, const struct slk_instructor *ins, const unsigned char *states,
+                        const int64_t *expires, bool include_held)
+{
+    size_t len = 0;
+    char *text = slk_avail_slots_json(p, ins, states, expires, include_held, &len);
+    assert_non_null(text);
+    assert_int_equal(len, strlen(text));
+    json_t *arr = json_loadb(text, len, 0, NULL);
+    free(text);
+    assert_non_null(arr);
+    assert_true(json_is_array(arr));
+    return arr;
+}
+
 static void test_plan_lists_grid_starts_inside_windows(void **state)
 {
     (void)state;
@@ -49,10 +64,10 @@ static void test_plan_lists_grid_starts_inside_windows(void **state)
     int64_t expires[8] = {0};
     states[7] = SLK_UNIT_HELD; /* 10:30: only the last slot's trailing buffer */
     expires[7] = at("2030-01-07T08:00:00Z");
-    json_t *free_only = slk_avail_slots(&p, &ins, states, expires, false);
+    json_t *free_only = slots_of(&p, &ins, states, expires, false);
     assert_int_equal(json_array_size(free_only), 2);
     json_decref(free_only);
-    json_t *all = slk_avail_slots(&p, &ins, states, expires, true);
+    json_t *all = slots_of(&p, &ins, states, expires, true);
     assert_int_equal(json_array_size(all), 3);
     json_t *last = json_array_get(all, 2);
     assert_string_equal(json_string_value(json_object_get(last, "state")), "held");
