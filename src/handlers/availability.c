@@ -285,12 +285,6 @@ static void reply_slots(struct avail_op *op, char *slots, size_t slots_len, cons
     free(body);
 }
 
-static bool reply_is(const redisReply *r, const char *tag)
-{
-    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING &&
-           strcmp(r->element[0]->str, tag) == 0;
-}
-
 static void read_states(struct avail_op *op, const redisReply *r)
 {
     size_t n = op->plan.num_minutes;
@@ -336,11 +330,11 @@ static void on_units(void *data, redisReply *r, const char *err)
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
-    if (reply_is(r, "OK") && r->elements == 1 + 2 * op->plan.num_minutes) {
+    if (slk__script_reply_is(r, "OK") && r->elements == 1 + 2 * op->plan.num_minutes) {
         read_states(op, r);
         return;
     }
-    bool stale = reply_is(r, "STALE"), noload = reply_is(r, "NOLOAD");
+    bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");
     if (stale || noload) {
         retry_with_fresh_settings(op, noload);
         return;

@@ -282,12 +282,6 @@ static void save(struct block_op *op)
     }
 }
 
-static bool reply_is(const redisReply *r, const char *tag)
-{
-    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING &&
-           strcmp(r->element[0]->str, tag) == 0;
-}
-
 static void reply_taken(struct block_op *op, size_t first, size_t last)
 {
     size_t block = 0;
@@ -310,16 +304,16 @@ static void on_blocked(void *data, redisReply *r, const char *err)
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
-    if (reply_is(r, "OK")) {
+    if (slk__script_reply_is(r, "OK")) {
         save(op);
         return;
     }
-    if (reply_is(r, "TAKEN") && r->elements == 3 && r->element[1]->integer >= 0 &&
+    if (slk__script_reply_is(r, "TAKEN") && r->elements == 3 && r->element[1]->integer >= 0 &&
         (size_t)r->element[2]->integer < op->num_units) {
         reply_taken(op, (size_t)r->element[1]->integer, (size_t)r->element[2]->integer);
         return;
     }
-    bool stale = reply_is(r, "STALE"), noload = reply_is(r, "NOLOAD");
+    bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");
     if ((stale || noload) && ++op->attempts < MAX_ATTEMPTS) {
         const redisReply *cfg = stale && r->elements == 3 ? r->element[2] : NULL;
         struct slk_instructor_entry *e = NULL;

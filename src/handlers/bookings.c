@@ -413,12 +413,6 @@ static void reply_taken(struct create_op *op, long long first, long long last)
                     json_pack("{s:s, s:s}", "start_time", from_s, "end_time", to_s));
 }
 
-static bool reply_is(const redisReply *r, const char *tag)
-{
-    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING &&
-           strcmp(r->element[0]->str, tag) == 0;
-}
-
 static void retry_stale(struct create_op *op, const redisReply *r)
 {
     const redisReply *cfg = r->elements == 3 ? r->element[2] : NULL;
@@ -474,15 +468,15 @@ static void on_hold(void *data, redisReply *r, const char *err)
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
-    if (reply_is(r, "OK") && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER) {
+    if (slk__script_reply_is(r, "OK") && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER) {
         reply_created(op, r->element[1]->integer);
         return;
     }
-    if (reply_is(r, "TAKEN") && r->elements == 3) {
+    if (slk__script_reply_is(r, "TAKEN") && r->elements == 3) {
         reply_taken(op, r->element[1]->integer, r->element[2]->integer);
         return;
     }
-    bool stale = reply_is(r, "STALE"), noload = reply_is(r, "NOLOAD");
+    bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");
     if ((stale || noload) && ++op->attempts < MAX_ATTEMPTS) {
         if (stale)
             retry_stale(op, r);

@@ -2,6 +2,7 @@
 #ifndef SLK_HANDLERS_INTERNAL_H
 #define SLK_HANDLERS_INTERNAL_H
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -24,5 +25,8 @@ bool slk__is_student(const struct slk_request *req, const char *student_id);
 
 /* Maps an SLK_E* from a backend step to a reply: 503 for unavailability, 404, else 500. */
 void slk__reply_backend_error(struct slk_request *req, int err, const char *what);
+
+/* True when a script replied an array whose first element is the string tag ("OK", "TAKEN", "STALE", …). */
+bool slk__script_reply_is(const redisReply *r, const char *tag);
 
 #endif

@@ -64,3 +64,9 @@ void slk__reply_backend_error(struct slk_request *req, int err, const char *what
         slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
     }
 }
+
+bool slk__script_reply_is(const redisReply *r, const char *tag)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(r->element[0]->str, tag) == 0;
+}
