@@ -14,9 +14,15 @@
 -- the settings, so holds stay refused until every unit is in place. An older
 -- version never overwrites a newer one written concurrently.
 -- Returns the version now in force ('' after a batch that is not the last).
-for i = 3, #KEYS do
-    local j = 3 + (i - 3) * 2
-    redis.call('SET', KEYS[i], ARGV[j], 'PXAT', ARGV[j + 1])
+-- Units are written only when Redis lost this instructor (no settings yet):
+-- otherwise they are all there already, and a snapshot read from Postgres a
+-- moment ago must not bring back a booking or block removed since. NX keeps
+-- whatever a newer operation wrote meanwhile.
+if not redis.call('HGET', KEYS[1], 'ver') then
+    for i = 3, #KEYS do
+        local j = 3 + (i - 3) * 2
+        redis.call('SET', KEYS[i], ARGV[j], 'PXAT', ARGV[j + 1], 'NX')
+    end
 end
 if ARGV[1] == '' then
     return ''

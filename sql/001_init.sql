@@ -8,7 +8,7 @@ CREATE EXTENSION IF NOT EXISTS btree_gist;
 CREATE TABLE instructors (
     id                  text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9._:-]{1,64}$'),
     timezone            text NOT NULL DEFAULT 'UTC',
-    granularity_minutes integer NOT NULL DEFAULT 15 CHECK (granularity_minutes BETWEEN 1 AND 1440),
+    granularity_minutes integer NOT NULL DEFAULT 15 CHECK (granularity_minutes BETWEEN 1 AND 60),
     hold_seconds        integer NOT NULL CHECK (hold_seconds BETWEEN 1 AND 86400),
     buffer_minutes      integer NOT NULL DEFAULT 0 CHECK (buffer_minutes BETWEEN 0 AND 1440),
     requires_acceptance boolean NOT NULL DEFAULT false,

@@ -114,10 +114,10 @@ static int add_unit_minutes(struct i64_array *minutes, const struct slk_instruct
     int total = units + 2 * (ins->buffer_minutes / g);
     for (int i = 0; i < total; i++) {
         int64_t m = first + (int64_t)i * g;
-        if (minutes->len > 0 && m <= minutes->v[minutes->len - 1]) {
+        if (!*unsorted && minutes->len > 0 && m <= minutes->v[minutes->len - 1]) {
             if (bsearch(&m, minutes->v, minutes->len, sizeof(int64_t), cmp_i64) != NULL)
                 continue;
-            *unsorted = true;
+            *unsorted = true; /* from here on the final sort_unique() removes duplicates */
         }
         if (push(minutes, m) != 0)
             return SLK_ENOMEM;
@@ -170,6 +170,10 @@ int slk_grid_units(const struct slk_instructor *ins, struct slk_tz *tz, int64_t 
     struct local_clock clock = {.tz = tz};
     int g = ins->granularity_minutes, rc = 0;
     int64_t step = (int64_t)g * MINUTE_MS;
+    /* Units that ended before now block nothing; never walk through them (or through centuries of old offsets). */
+    int64_t earliest = slk_clock_now_ms() - 2 * step;
+    if (start_ms < earliest)
+        start_ms = earliest;
     int64_t s = start_ms / MINUTE_MS * MINUTE_MS - (int64_t)(g - 1) * MINUTE_MS;
     while (s < end_ms && rc == 0) {
         int weekday, minute = local_minute(&clock, s, &weekday);

@@ -104,9 +104,12 @@ int slk_instructor_parse(struct slk_instructor *ins, const char *id, const json_
         FAIL_FIELD("timezone", "timezone must be an IANA time zone such as Europe/Berlin");
     memcpy(ins->timezone, zone, strlen(zone) + 1);
 
-    if (get_int(obj, "granularity_minutes", 15, 1, 1440, &ins->granularity_minutes) != 0 ||
-        1440 % ins->granularity_minutes != 0)
-        FAIL_FIELD("granularity_minutes", "granularity_minutes must be an integer that divides 1440");
+    /* A grid that divides an hour stays in phase across DST changes (whole hours in every zone but a few),
+     * so holds, blocks and availability always agree on which unit keys a time covers. */
+    if (get_int(obj, "granularity_minutes", 15, 1, 60, &ins->granularity_minutes) != 0 ||
+        60 % ins->granularity_minutes != 0)
+        FAIL_FIELD("granularity_minutes",
+                   "granularity_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)");
     if (get_int(obj, "hold_seconds", default_hold_seconds, 1, 86400, &ins->hold_seconds) != 0)
         FAIL_FIELD("hold_seconds", "hold_seconds must be an integer from 1 to 86400");
     if (get_int(obj, "buffer_minutes", 0, 0, 1440, &ins->buffer_minutes) != 0 ||

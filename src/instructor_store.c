@@ -109,9 +109,9 @@ struct restore_units {
 static int add_unit(struct restore_units *l, int64_t minute, char kind, const char *uuid, int64_t expire_ms)
 {
     if (l->len == l->cap) {
-        size_t cap = l->cap == 0 ? 256 : l->cap * 2;
-        if (cap > RESTORE_MAX_UNITS)
+        if (l->len >= RESTORE_MAX_UNITS)
             return SLK_ETOOBIG;
+        size_t cap = l->cap == 0 ? 256 : l->cap * 2;
         struct restore_unit *v = realloc(l->v, cap * sizeof(*v));
         if (v == NULL)
             return SLK_ENOMEM;

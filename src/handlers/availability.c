@@ -100,7 +100,7 @@ static const char *resolve_range(struct avail_op *op, const struct slk_instructo
 {
     *why = "from must be a date (YYYY-MM-DD) or an RFC 3339 timestamp";
     if (op->from == NULL)
-        op->from_ms = now;
+        op->from_ms = now / 60000 * 60000; /* whole minutes: the same question within a minute keeps its ETag */
     else if (resolve_bound(op->from, e->tz, false, &op->from_ms) != 0)
         return "from";
     *why = "to must be a date (YYYY-MM-DD) or an RFC 3339 timestamp";
@@ -189,6 +189,10 @@ static void plan(struct avail_op *op, const struct slk_instructor_entry *e)
     op->ins = e->ins;
     slk_avail_plan_clear(&op->plan);
     int rc = slk_avail_plan(&op->plan, &e->ins, e->tz, op->from_ms, op->to_ms, op->duration_minutes, now);
+    if (rc == 0 && op->include_held && op->plan.num_minutes + 2 > SLK_SCRIPT_MAX_ARGS) {
+        fail_invalid(op, "to", "too many grid units for include_held in one query: ask for fewer days");
+        return;
+    }
     if (rc == 0)
         rc = query_units(op);
     if (rc != 0)
@@ -230,9 +234,16 @@ static void etag_of(const struct avail_op *op, const unsigned char *states, cons
     h = fnv(h, op->ins.id, strlen(op->ins.id));
     if (p->num_starts > 0)
         h = fnv(h, &p->starts[0], sizeof(int64_t));
-    h = fnv(h, states, p->num_minutes);
-    if (op->include_held)
+    if (op->include_held) {
+        h = fnv(h, states, p->num_minutes);
         h = fnv(h, expires, p->num_minutes * sizeof(int64_t));
+    } else {
+        /* Free slots depend only on free versus taken: a hold turning into a booking changes nothing. */
+        for (size_t i = 0; i < p->num_minutes; i++) {
+            unsigned char taken = states[i] != SLK_UNIT_FREE;
+            h = fnv(h, &taken, 1);
+        }
+    }
     snprintf(out, 24, "\"%016" PRIx64 "\"", h);
 }
 
@@ -344,8 +355,10 @@ static void on_units(void *data, redisReply *r, const char *err)
 
 static enum slk_unit_state unit_state_of(const redisReply *v)
 {
-    if (v->type != REDIS_REPLY_STRING || v->len == 0)
+    if (v->type != REDIS_REPLY_STRING)
         return SLK_UNIT_FREE;
+    if (v->len == 0)
+        return SLK_UNIT_BOOKED; /* as the hold script sees it: the key exists */
     switch (v->str[0]) {
     case 'H':
         return SLK_UNIT_HELD;

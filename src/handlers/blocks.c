@@ -26,7 +26,7 @@
 #include "slk/worker.h"
 
 #define MAX_BLOCKS 100
-#define MAX_BLOCK_UNITS 12000 /* per request: keeps one script call bounded */
+#define MAX_BLOCK_UNITS ((SLK_SCRIPT_MAX_ARGS - 2) / 3) /* per request: key + value + expiry each, one call */
 #define MAX_REASON_BYTES 500
 #define MAX_ATTEMPTS 3
 
@@ -113,6 +113,29 @@ static const char *parse_blocks(struct block_op *op, const json_t *body)
 
 static void on_blocked(void *data, redisReply *r, const char *err);
 
+static int cmp_minute(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Two blocks sharing a unit would leave it to whichever is deleted first. */
+static bool units_overlap(const struct block_op *op)
+{
+    if (op->num_units < 2)
+        return false;
+    int64_t *copy = malloc(op->num_units * sizeof(int64_t));
+    if (copy == NULL)
+        return true;
+    memcpy(copy, op->units, op->num_units * sizeof(int64_t));
+    qsort(copy, op->num_units, sizeof(int64_t), cmp_minute);
+    bool dup = false;
+    for (size_t i = 1; i < op->num_units && !dup; i++)
+        dup = copy[i] == copy[i - 1];
+    free(copy);
+    return dup;
+}
+
 /* Times in the instructor's zone, then the grid units each block covers. */
 static const char *plan_units(struct block_op *op, struct slk_tz *tz, const char **why)
 {
@@ -135,7 +158,8 @@ static const char *plan_units(struct block_op *op, struct slk_tz *tz, const char
             return "blocks";
         b->num_units = op->num_units - b->first_unit;
     }
-    return NULL;
+    *why = "blocks of one request must not overlap";
+    return units_overlap(op) ? "blocks" : NULL;
 }
 
 static int eval_block(struct block_op *op)
@@ -287,6 +311,9 @@ static void reply_taken(struct block_op *op, size_t first, size_t last)
     size_t block = 0;
     while (block + 1 < op->num_blocks && op->blocks[block + 1].first_unit <= first)
         block++;
+    size_t block_last = op->blocks[block].first_unit + op->blocks[block].num_units - 1;
+    if (last > block_last)
+        last = block_last; /* the script's run may continue into the next block's keys */
     int64_t step = (int64_t)op->ins.granularity_minutes * 60000;
     char from[32], to[32];
     slk_time_format_rfc3339(op->units[first] * 60000, from);

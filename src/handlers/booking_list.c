@@ -8,6 +8,7 @@
  * per-instructor listing index (slk:…:holds), whose dead entries are
  * dropped on the way.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +47,8 @@ struct list_op {
     char horizon_uuid[37];
     bool horizon;
     bool pg_more;
-    size_t pending; /* Redis record reads in flight */
+    size_t pending;   /* Redis record reads in flight */
+    bool read_failed; /* a record could not be read: the page would skip it */
     int64_t now;
 };
 
@@ -118,8 +120,11 @@ static bool cursor_decode(const char *s, struct list_op *op)
     if (colon == NULL || !slk_uuid_valid(colon + 1, strlen(colon + 1)))
         return false;
     *colon = '\0';
+    errno = 0;
     op->cursor_start = strtoll(plain, &end, 10);
-    if (*end != '\0' || end == plain)
+    /* Years 0001-9999 only: anything else is not a cursor this server made (and would overflow in SQL). */
+    if (*end != '\0' || end == plain || errno != 0 || op->cursor_start < -62135596800000LL ||
+        op->cursor_start > 253402300799999LL)
         return false;
     for (size_t i = 0; i < 36; i++)
         op->cursor_uuid[i] = (char)(colon[1 + i] >= 'A' && colon[1 + i] <= 'F' ? colon[1 + i] + 32 : colon[1 + i]);
@@ -131,10 +136,15 @@ static void reply_page(struct list_op *op)
     if (op->num_items > 1)
         qsort(op->items, op->num_items, sizeof(*op->items), item_cmp);
     json_t *items = json_array();
-    size_t shown = 0;
+    size_t shown = 0, last = 0; /* last: index of the last item shown */
     bool more = op->pg_more;
     for (size_t i = 0; items != NULL && i < op->num_items; i++) {
         const struct slk_booking *b = &op->items[i];
+        /* A hold confirmed between the Redis and the Postgres read is in both: list it once, as Postgres has it. */
+        bool twin = (i + 1 < op->num_items && strcmp(b->uuid, op->items[i + 1].uuid) == 0) ||
+                    (i > 0 && strcmp(b->uuid, op->items[i - 1].uuid) == 0);
+        if (twin && !b->in_pg)
+            continue;
         if (shown == (size_t)op->limit ||
             (op->horizon && key_cmp(b->start_ms, b->uuid, op->horizon_start, op->horizon_uuid) > 0)) {
             more = true;
@@ -142,6 +152,7 @@ static void reply_page(struct list_op *op)
         }
         json_array_append_new(items, slk_booking_to_json(b, op->now));
         shown++;
+        last = i;
     }
     if (op->horizon)
         more = true;
@@ -150,7 +161,7 @@ static void reply_page(struct list_op *op)
         /* An empty page that stopped at the Redis horizon goes on from there. */
         char cursor[160];
         if (shown > 0)
-            cursor_encode(op->items[shown - 1].start_ms, op->items[shown - 1].uuid, cursor);
+            cursor_encode(op->items[last].start_ms, op->items[last].uuid, cursor);
         else
             cursor_encode(op->horizon_start, op->horizon_uuid, cursor);
         next = json_string(cursor);
@@ -249,8 +260,15 @@ struct record_read {
 
 static void record_done(struct list_op *op)
 {
-    if (--op->pending == 0)
-        query_pg(op);
+    if (--op->pending > 0)
+        return;
+    if (op->read_failed) {
+        struct slk_request *req = op->req;
+        op_free(op);
+        slk__reply_backend_error(req, SLK_EUNAVAILABLE, "redis");
+        return;
+    }
+    query_pg(op);
 }
 
 /* Only live, unpaid holds come from Redis; everything else is Postgres's to list. */
@@ -269,7 +287,9 @@ static void on_record(void *data, redisReply *r, const char *err)
 {
     struct record_read *rr = data;
     struct list_op *op = rr->op;
-    if (err == NULL && r->type == REDIS_REPLY_ARRAY) {
+    if (err != NULL || r->type != REDIS_REPLY_ARRAY)
+        op->read_failed = true;
+    else {
         struct slk_booking b;
         if (slk_booking_from_hash(&b, r) == 0 && listable_hold(op, &b)) {
             struct slk_booking *slot = add_item(op);
@@ -292,6 +312,7 @@ static void read_record(struct list_op *op, const char *member, size_t len)
     const char *slash = memchr(member, '/', len);
     struct record_read *rr = calloc(1, sizeof(*rr));
     if (slash == NULL || rr == NULL || len >= sizeof(rr->member) || (size_t)(slash - member) > SLK_MAX_ID_LEN) {
+        op->read_failed = rr == NULL;
         free(rr);
         return;
     }
@@ -305,6 +326,7 @@ static void read_record(struct list_op *op, const char *member, size_t len)
     op->pending++;
     if (slk_redis_command_argv(op->req->worker->redis, on_record, rr, 2, argv, lens) != 0) {
         op->pending--;
+        op->read_failed = true;
         free(rr);
     }
 }

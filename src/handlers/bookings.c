@@ -193,6 +193,9 @@ static const char *validate_times(struct create_op *op, const struct slk_instruc
     *why = "end_time must be on the instructor's grid";
     if (!on_grid(e, b->end_ms))
         return "end_time";
+    *why = "the booking must last a whole number of grid units";
+    if ((b->end_ms - b->start_ms) % ((int64_t)e->ins.granularity_minutes * 60000) != 0)
+        return "end_time";
     *why = "start_time must be in the future";
     if (b->start_ms <= now)
         return "start_time";

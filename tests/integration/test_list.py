@@ -87,6 +87,8 @@ def test_list_ownership_and_parameters():
                  field="cursor")
     expect_error(_list(srv, srv.admin(), student_uuid=student, status="nope"), 422, "validation_failed",
                  field="status")
+    far = ("9000000000000000000:" + "0" * 8 + "-0000-0000-0000-" + "0" * 12).encode().hex()
+    expect_error(_list(srv, srv.admin(), student_uuid=student, cursor=far), 422, "validation_failed", field="cursor")
 
 
 @timeout(60)

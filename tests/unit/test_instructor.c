@@ -55,6 +55,7 @@ static void test_rejects_each_bad_field(void **state)
     expect_bad("{\"timezone\":5}", "timezone");
     expect_bad("{\"granularity_minutes\":7}", "granularity_minutes");
     expect_bad("{\"granularity_minutes\":0}", "granularity_minutes");
+    expect_bad("{\"granularity_minutes\":120}", "granularity_minutes"); /* must divide an hour: DST phase */
     expect_bad("{\"granularity_minutes\":\"15\"}", "granularity_minutes");
     expect_bad("{\"hold_seconds\":0}", "hold_seconds");
     expect_bad("{\"hold_seconds\":86401}", "hold_seconds");
