@@ -230,7 +230,7 @@ static void on_undone(void *data, redisReply *r, const char *err)
 }
 
 static void release_block_units(struct slk_worker *w, const char *instructor, const char *uuid, const int64_t *minutes,
-                                size_t n)
+                                size_t n, slk_redis_cb cb, void *data)
 {
     const char **keys = malloc(n * sizeof(char *));
     char *storage = malloc(n * SLK_KEY_MAX);
@@ -242,10 +242,10 @@ static void release_block_units(struct slk_worker *w, const char *instructor, co
             keys[k] = storage + k * SLK_KEY_MAX;
             slk_key_unit(storage + k * SLK_KEY_MAX, instructor, minutes[k]);
         }
-        if (slk_script_eval(w->redis, SLK_SCRIPT_UNBLOCK, on_undone, NULL, (int)n, keys, NULL, 1, args, NULL) != 0)
-            on_undone(NULL, NULL, "not queued");
+        if (slk_script_eval(w->redis, SLK_SCRIPT_UNBLOCK, cb, data, (int)n, keys, NULL, 1, args, NULL) != 0)
+            cb(data, NULL, "not queued");
     } else {
-        on_undone(NULL, NULL, "out of memory");
+        cb(data, NULL, "out of memory");
     }
     free(keys);
     free(storage);
@@ -267,7 +267,7 @@ static void on_saved(void *data, PGresult *res, const char *err)
         slk_log(SLK_LOG_ERROR, "blocks not saved", "error", err != NULL ? err : PQresultErrorMessage(res), NULL);
         for (size_t i = 0; i < op->num_blocks; i++)
             release_block_units(op->req->worker, op->instructor, op->blocks[i].uuid,
-                                op->units + op->blocks[i].first_unit, op->blocks[i].num_units);
+                                op->units + op->blocks[i].first_unit, op->blocks[i].num_units, on_undone, NULL);
         fail_backend(op, SLK_EUNAVAILABLE, "postgres");
         return;
     }
@@ -397,22 +397,39 @@ struct unblock_op {
     int64_t start_ms, end_ms;
 };
 
+static void finish_unblock(struct unblock_op *op, bool released)
+{
+    struct slk_request *req = op->req;
+    json_t *data = json_pack("{s:s, s:b, s:b}", "uuid", op->uuid, "deleted", 1, "units_released", released);
+    free(op);
+    slk_reply_ok(req, 200, "Block removed", data);
+}
+
+/* Replies once Redis has freed the units, so that the next availability query on any worker sees the time free. */
+static void on_unblocked(void *data, redisReply *r, const char *err)
+{
+    struct unblock_op *op = data;
+    bool released = err == NULL && r->type != REDIS_REPLY_ERROR;
+    if (!released)
+        slk_log(SLK_LOG_WARN, "block deleted but its units stay until they expire", "block", op->uuid, "error",
+                err != NULL ? err : r->str, NULL);
+    finish_unblock(op, released);
+}
+
 static void on_unblock_instructor(void *data, struct slk_instructor_entry *e, int err)
 {
     struct unblock_op *op = data;
-    struct slk_request *req = op->req;
-    if (err == 0) {
-        int64_t *minutes = NULL;
-        size_t n = 0, cap = 0;
-        if (slk_grid_units(&e->ins, e->tz, op->start_ms, op->end_ms, SIZE_MAX, &minutes, &n, &cap) == 0)
-            release_block_units(req->worker, op->instructor, op->uuid, minutes, n);
-        free(minutes);
-    } else {
+    int64_t *minutes = NULL;
+    size_t n = 0, cap = 0;
+    if (err != 0 || slk_grid_units(&e->ins, e->tz, op->start_ms, op->end_ms, SIZE_MAX, &minutes, &n, &cap) != 0) {
         slk_log(SLK_LOG_WARN, "block deleted but its units stay until they expire", "block", op->uuid, NULL);
+        finish_unblock(op, false);
+    } else if (n == 0) {
+        finish_unblock(op, true); /* the block lies in the past: nothing to free */
+    } else {
+        release_block_units(op->req->worker, op->instructor, op->uuid, minutes, n, on_unblocked, op);
     }
-    json_t *data_json = json_pack("{s:s, s:b}", "uuid", op->uuid, "deleted", 1);
-    free(op);
-    slk_reply_ok(req, 200, "Block removed", data_json);
+    free(minutes);
 }
 
 static void on_deleted(void *data, PGresult *res, const char *err)
