@@ -78,22 +78,12 @@ static int local_minute(struct local_clock *c, int64_t t, int *weekday)
     return (int)(ms / MINUTE_MS);
 }
 
-static bool in_window(const struct slk_instructor *ins, int weekday, int minute)
-{
-    for (int i = 0; i < ins->num_weekly; i++) {
-        const struct slk_window *w = &ins->weekly[i];
-        if (w->day == weekday && minute >= w->start_min && minute + ins->granularity_minutes <= w->end_min)
-            return true;
-    }
-    return false;
-}
-
 /* Every unit of [s, s + duration) inside a window, in local time. */
 static bool slot_in_windows(const struct slk_instructor *ins, struct local_clock *clock, int64_t s, int units)
 {
     for (int i = 0; i < units; i++) {
         int weekday, minute = local_minute(clock, s + (int64_t)i * ins->granularity_minutes * MINUTE_MS, &weekday);
-        if (minute < 0 || !in_window(ins, weekday, minute))
+        if (minute < 0 || !slk_instructor_in_window(ins, weekday, minute))
             return false;
     }
     return true;

@@ -153,12 +153,11 @@ json_t *slk_instructor_to_json(const struct slk_instructor *ins)
                      slk_instructor_weekly_json(ins), "version", (json_int_t)ins->version, "updated_at", updated);
 }
 
-static bool unit_in_window(const struct slk_instructor *ins, const struct slk_local_time *lt)
+bool slk_instructor_in_window(const struct slk_instructor *ins, int weekday, int minute)
 {
-    int minute = lt->hour * 60 + lt->minute;
     for (int i = 0; i < ins->num_weekly; i++) {
         const struct slk_window *w = &ins->weekly[i];
-        if (w->day == lt->weekday && minute >= w->start_min && minute + ins->granularity_minutes <= w->end_min)
+        if (w->day == weekday && minute >= w->start_min && minute + ins->granularity_minutes <= w->end_min)
             return true;
     }
     return false;
@@ -169,7 +168,7 @@ bool slk_instructor_covers(const struct slk_instructor *ins, struct slk_tz *tz, 
     int64_t step = (int64_t)ins->granularity_minutes * 60000;
     for (int64_t t = start_ms; t < end_ms; t += step) {
         struct slk_local_time lt;
-        if (slk_tz_to_local(tz, t, &lt) != 0 || !unit_in_window(ins, &lt))
+        if (slk_tz_to_local(tz, t, &lt) != 0 || !slk_instructor_in_window(ins, lt.weekday, lt.hour * 60 + lt.minute))
             return false;
     }
     return true;

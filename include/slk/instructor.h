@@ -49,6 +49,9 @@ json_t *slk_instructor_to_json(const struct slk_instructor *ins);
 /* weekly as a JSON array (new reference), for the Postgres jsonb column. */
 json_t *slk_instructor_weekly_json(const struct slk_instructor *ins);
 
+/* True when the grid unit starting at this local weekday (0 = Monday) and minute of the day lies inside a window. */
+bool slk_instructor_in_window(const struct slk_instructor *ins, int weekday, int minute);
+
 /*
  * True when every grid unit of [start_ms, end_ms) lies inside one of the
  * weekly windows in the instructor's local time.
