@@ -17,5 +17,7 @@ for i = 2, #KEYS do
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('HSET', KEYS[1], 'status', ARGV[2], 'pg', '1', 'updated', ARGV[4], unpack(ARGV, 5))
+    local range = redis.call('HMGET', KEYS[1], 'start', 'end')
+    redis.call('PUBLISH', string.match(KEYS[1], '^(.*}:)') .. 'events', 'booked ' .. range[1] .. ' ' .. range[2])
 end
 return 1

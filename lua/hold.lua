@@ -45,4 +45,7 @@ local fence = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[3], 'fence', fence, unpack(ARGV, 7))
 redis.call('PEXPIREAT', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+-- Live update for Server-Sent Events: "<type> <start ms> <end ms>" on slk:{i}:events.
+local range = redis.call('HMGET', KEYS[3], 'start', 'end')
+redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'events', 'held ' .. range[1] .. ' ' .. range[2])
 return {'OK', fence}

@@ -35,5 +35,7 @@ for i = 2, #KEYS do
 end
 if status then
     redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated', ARGV[4], unpack(ARGV, 5))
+    local range = redis.call('HMGET', KEYS[1], 'start', 'end')
+    redis.call('PUBLISH', string.match(KEYS[1], '^(.*}:)') .. 'events', 'released ' .. range[1] .. ' ' .. range[2])
 end
 return {'OK'}

@@ -102,6 +102,8 @@ char *slk__http_error_reply(int status, const char *message, size_t *len);
  * (freed with free(); a NULL buf means "nothing to send") and releases req.
  */
 bool slk__conn_keep_alive(const struct slk_conn *c, const struct slk_request *req);
+/* Status line and headers of a streamed reply (malloc'd). */
+char *slk__format_stream_head(const struct slk_request *req, const char *content_type, size_t *out_len);
 void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, size_t len, bool keep_alive);
 
 #endif

@@ -259,6 +259,28 @@ static char *format_reply(const struct slk_request *req, int status, const char 
     return buf;
 }
 
+char *slk__format_stream_head(const struct slk_request *req, const char *content_type, size_t *out_len)
+{
+    size_t cap = STATUS_LINE_AND_FIXED_HEADERS + strlen(content_type) + req->resp_headers_len;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return NULL;
+    char date[64];
+    format_date(date);
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+                     "Connection: close\r\n",
+                     date, content_type);
+    size_t o = (size_t)n;
+    if (req->resp_headers_len > 0) {
+        memcpy(buf + o, req->resp_headers, req->resp_headers_len);
+        o += req->resp_headers_len;
+    }
+    memcpy(buf + o, "\r\n", 2);
+    *out_len = o + 2;
+    return buf;
+}
+
 void slk_response_send(struct slk_request *req, int status, const char *content_type, const char *body, size_t len)
 {
     if (req == NULL)

@@ -72,7 +72,9 @@ struct slk_conn {
     bool reading;
     bool processing;
     bool peer_eof;
-    bool served_any; /* at least one request dispatched */
+    bool served_any;     /* at least one request dispatched */
+    bool streaming;      /* the request in flight is answering with a stream */
+    bool in_stream_call; /* inside stream_start/stream_write: report a failure by return value, not on_abort */
 };
 
 struct conn_write {
@@ -134,6 +136,17 @@ static void on_conn_handle_closed(uv_handle_t *h)
     conn_unref(c);
 }
 
+/* A stream's peer went away: tell its handler once. */
+static void conn_abort_stream(struct slk_conn *c)
+{
+    struct slk_request *req = c->inflight;
+    if (!c->streaming || req == NULL || req->on_abort == NULL || c->in_stream_call)
+        return;
+    void (*on_abort)(struct slk_request *) = req->on_abort;
+    req->on_abort = NULL;
+    on_abort(req);
+}
+
 static void conn_close(struct slk_conn *c)
 {
     if (c->state == CONN_CLOSING)
@@ -142,6 +155,7 @@ static void conn_close(struct slk_conn *c)
     c->reading = false;
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    conn_abort_stream(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -340,6 +354,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         c->peer_eof = true;
         conn_set_reading(c, false);
+        if (c->streaming) {
+            conn_abort_stream(c);
+            return;
+        }
     } else if (conn_buffer(c, buf->base, (size_t)nread) != 0) {
         conn_close(c);
         return;
@@ -442,6 +460,62 @@ void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, siz
         else
             conn_finish(c);
     }
+    conn_unref(c);
+}
+
+int slk_response_stream_start(struct slk_request *req, const char *content_type,
+                              void (*on_abort)(struct slk_request *req))
+{
+    struct slk_conn *c = req->conn;
+    if (c == NULL || c->state != CONN_OPEN || c->inflight != req)
+        return SLK_ECLOSED;
+    size_t len = 0;
+    char *head = slk__format_stream_head(req, content_type, &len);
+    if (head == NULL)
+        return SLK_ENOMEM;
+    c->in_stream_call = true;
+    conn_write(c, head, len, head);
+    /* Keep reading: the only way to notice a peer that leaves is its EOF. */
+    if (c->state == CONN_OPEN)
+        conn_set_reading(c, !c->peer_eof);
+    c->in_stream_call = false;
+    if (c->state != CONN_OPEN)
+        return SLK_ECLOSED; /* still an ordinary request: the caller replies (into the void) */
+    slk_metrics_request(req->route_id, 200, uv_hrtime() - req->start_ns);
+    req->on_abort = on_abort;
+    c->streaming = true;
+    return 0;
+}
+
+int slk_response_stream_write(struct slk_request *req, const char *data, size_t len)
+{
+    struct slk_conn *c = req->conn;
+    if (c == NULL || c->state != CONN_OPEN || !c->streaming)
+        return SLK_ECLOSED;
+    if (write_backlogged(c))
+        return SLK_EBUSY;
+    char *copy = malloc(len);
+    if (copy == NULL)
+        return SLK_ENOMEM;
+    memcpy(copy, data, len);
+    c->in_stream_call = true;
+    conn_write(c, copy, len, copy);
+    c->in_stream_call = false;
+    return c->state == CONN_OPEN ? 0 : SLK_ECLOSED;
+}
+
+void slk_response_stream_end(struct slk_request *req)
+{
+    struct slk_conn *c = req->conn;
+    c->streaming = false;
+    if (c->inflight == req) {
+        c->inflight = NULL;
+        if (c->srv != NULL)
+            c->srv->inflight--;
+    }
+    slk__http_request_free(req);
+    if (c->state == CONN_OPEN)
+        conn_finish(c);
     conn_unref(c);
 }
 

@@ -2,10 +2,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "slk/events.h"
 #include "slk/http.h"
 #include "slk/instructor.h"
 #include "slk/log.h"
 #include "slk/pg.h"
+#include "slk/pubsub.h"
 #include "slk/redis.h"
 #include "slk/routes.h"
 #include "slk/scripts.h"
@@ -55,6 +57,8 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     w->pg = slk_pg_pool_create(&w->loop, &pg);
     w->instructors = slk_instructor_cache_create();
     w->tokens = slk_token_cache_create();
+    w->events = slk_events_create(w);
+    w->pubsub = slk_pubsub_create(w);
     struct slk_http_limits limits = {
         .max_header_bytes = cfg->max_header_bytes,
         .max_body_bytes = cfg->max_body_bytes,
@@ -64,7 +68,8 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     };
     w->http = slk_http_server_create(&w->loop, w, &limits, slk_routes_dispatch);
     rc = SLK_ENOMEM;
-    if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->http == NULL)
+    if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->http == NULL || w->events == NULL ||
+        w->pubsub == NULL)
         goto fail;
     rc = slk_http_server_listen(w->http, listen_fd);
     if (rc != 0)
@@ -94,6 +99,10 @@ static void close_handles(struct slk_worker *w)
 static void close_all(struct slk_worker *w)
 {
     close_handles(w);
+    slk_events_close(w->events);
+    w->events = NULL;
+    slk_pubsub_close(w->pubsub);
+    w->pubsub = NULL;
     slk_http_server_close(w->http, NULL, NULL);
     w->http = NULL;
     slk_redis_close(w->redis);
@@ -120,6 +129,7 @@ static void on_stop(uv_async_t *a)
         return;
     w->draining = true;
     slk_http_server_stop_accepting(w->http);
+    slk_events_end_streams(w->events); /* streams never finish by themselves */
     w->drain_deadline = uv_now(&w->loop) + w->cfg->drain_timeout_ms;
     uv_timer_start(&w->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
 }
@@ -140,6 +150,7 @@ int slk_worker_start(struct slk_worker *w)
     w->drain_timer.data = w;
     slk_redis_connect(w->redis);
     slk_pg_pool_start(w->pg);
+    slk_pubsub_start(w->pubsub);
     if (uv_thread_create(&w->thread, run, w) != 0)
         return SLK_ENOMEM;
     w->started = true;
@@ -161,6 +172,10 @@ void slk_worker_join(struct slk_worker *w)
 void slk_worker_free(struct slk_worker *w)
 {
     close_handles(w);
+    slk_events_close(w->events);
+    w->events = NULL;
+    slk_pubsub_close(w->pubsub);
+    w->pubsub = NULL;
     if (w->http != NULL)
         slk_http_server_close(w->http, NULL, NULL);
     if (w->redis != NULL)

@@ -70,6 +70,9 @@ struct slk_request {
     char *resp_headers;
     size_t resp_headers_len, resp_headers_cap;
 
+    /* Streamed replies (slk_response_stream_start): called once if the peer goes away first. */
+    void (*on_abort)(struct slk_request *req);
+
     /* Who is calling, set by the dispatcher after JWT verification (routes.c); empty/0 when unauthenticated. */
     char user_sub[SLK_MAX_ID_LEN + 1];
     int user_role; /* enum slk_role */
@@ -92,6 +95,21 @@ int slk_response_header(struct slk_request *req, const char *name, const char *v
  * Takes no ownership of body. After this call req is gone.
  */
 void slk_response_send(struct slk_request *req, int status, const char *content_type, const char *body, size_t len);
+
+/*
+ * Streamed replies (Server-Sent Events). stream_start sends the status line
+ * and headers (no Content-Length; the connection closes when the stream
+ * ends); stream_write queues bytes (copied); stream_end finishes and
+ * releases the request. If the peer leaves first, on_abort is called once
+ * and the handler must still call stream_end. No request timeout applies
+ * while streaming. stream_write returns SLK_ECLOSED once the connection is
+ * gone and SLK_EBUSY when the peer reads too slowly (the handler should end
+ * the stream).
+ */
+int slk_response_stream_start(struct slk_request *req, const char *content_type,
+                              void (*on_abort)(struct slk_request *req)) SLK_MUST_CHECK;
+int slk_response_stream_write(struct slk_request *req, const char *data, size_t len);
+void slk_response_stream_end(struct slk_request *req);
 
 typedef void (*slk_http_dispatch_cb)(struct slk_request *req);
 

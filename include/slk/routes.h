@@ -14,6 +14,7 @@
     XX(INSTRUCTOR_PUT, "instructor_put", PUT, "/api/v1/instructors/{id}", slk_handle_instructor_put)                   \
     XX(INSTRUCTOR_GET, "instructor_get", GET, "/api/v1/instructors/{id}", slk_handle_instructor_get)                   \
     XX(AVAILABILITY, "availability", GET, "/api/v1/instructors/{id}/availability", slk_handle_availability)            \
+    XX(EVENTS, "events", GET, "/api/v1/instructors/{id}/events", slk_handle_events)                                    \
     XX(BLOCK_CREATE, "block_create", POST, "/api/v1/instructors/{id}/availability/block", slk_handle_block_create)     \
     XX(BLOCK_DELETE, "block_delete", DELETE, "/api/v1/instructors/{id}/availability/block/{block_uuid}",               \
        slk_handle_block_delete)                                                                                        \

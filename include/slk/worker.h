@@ -17,6 +17,8 @@ struct slk_pg_pool;
 struct slk_router;
 struct slk_instructor_cache;
 struct slk_token_cache;
+struct slk_events;
+struct slk_pubsub;
 
 struct slk_worker {
     int id;
@@ -31,6 +33,8 @@ struct slk_worker {
     struct slk_pg_pool *pg;
     struct slk_instructor_cache *instructors;
     struct slk_token_cache *tokens;
+    struct slk_events *events; /* SSE clients of this loop */
+    struct slk_pubsub *pubsub; /* their feed from Redis */
     int listen_fd;
     uint64_t drain_deadline; /* loop time (ms) after which a drain stops waiting */
     bool draining;

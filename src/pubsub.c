@@ -1,0 +1,203 @@
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slk/booking.h"
+#include "slk/events.h"
+#include "slk/instructor.h"
+#include "slk/log.h"
+#include "slk/pubsub.h"
+#include "slk/redis.h"
+#include "slk/timeutil.h"
+#include "slk/worker.h"
+
+#define RECONNECT_MS 1000
+
+struct slk_pubsub {
+    struct slk_worker *w;
+    redisAsyncContext *ctx;
+    uv_timer_t retry;
+    char *host, *user, *password;
+    int port, db;
+    bool closing;
+    bool connected;
+    int alive; /* the retry timer and the hiredis context: freed when both are gone */
+};
+
+static void release(struct slk_pubsub *ps)
+{
+    if (--ps->alive > 0)
+        return;
+    free(ps->host);
+    free(ps->user);
+    free(ps->password);
+    free(ps);
+}
+
+static void connect_now(struct slk_pubsub *ps);
+
+static void on_retry(uv_timer_t *t)
+{
+    connect_now(t->data);
+}
+
+/* The context is gone (hiredis frees it after its callback returns). */
+static void context_gone(struct slk_pubsub *ps)
+{
+    ps->ctx = NULL;
+    ps->connected = false;
+    if (ps->closing)
+        release(ps);
+    else
+        uv_timer_start(&ps->retry, on_retry, RECONNECT_MS, 0);
+}
+
+/* "slk:{<instructor>}:…" → instructor; false when the name is not ours. */
+static bool instructor_of(const char *name, size_t len, char out[SLK_MAX_ID_LEN + 1])
+{
+    const char *open = memchr(name, '{', len),
+               *close = open != NULL ? memchr(open, '}', len - (size_t)(open - name)) : NULL;
+    if (open == NULL || close == NULL || close - open - 1 > SLK_MAX_ID_LEN || close == open + 1)
+        return false;
+    memcpy(out, open + 1, (size_t)(close - open - 1));
+    out[close - open - 1] = '\0';
+    return true;
+}
+
+/* An expired unit key: "slk:{i}:u:<minute>". Only holds still ahead are worth telling (booked units expire after
+ * their booking ended). */
+static void on_expired_key(struct slk_pubsub *ps, const char *key, size_t len)
+{
+    char instructor[SLK_MAX_ID_LEN + 1];
+    const char *unit = strstr(key, "}:u:");
+    if (unit == NULL || !instructor_of(key, len, instructor))
+        return;
+    int64_t start = strtoll(unit + 4, NULL, 10) * 60000;
+    struct slk_instructor_entry *e = slk_instructor_cache_get(ps->w->instructors, instructor);
+    if (e == NULL || start <= slk_clock_now_ms())
+        return;
+    slk_events_publish(ps->w->events, instructor, "expired", start,
+                       start + (int64_t)e->ins.granularity_minutes * 60000);
+}
+
+/* A script's event: "<type> <start ms> <end ms>". */
+static void on_script_event(struct slk_pubsub *ps, const char *channel, size_t channel_len, const char *payload)
+{
+    char instructor[SLK_MAX_ID_LEN + 1], type[16];
+    long long start, end;
+    if (!instructor_of(channel, channel_len, instructor) || sscanf(payload, "%15s %lld %lld", type, &start, &end) != 3)
+        return;
+    slk_events_publish(ps->w->events, instructor, type, start, end);
+}
+
+static void on_message(redisAsyncContext *ctx, void *r, void *data)
+{
+    (void)ctx;
+    struct slk_pubsub *ps = data;
+    redisReply *reply = r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
+        strcmp(reply->element[0]->str, "pmessage") != 0)
+        return;
+    const redisReply *channel = reply->element[2], *payload = reply->element[3];
+    if (channel->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING)
+        return;
+    if (strstr(channel->str, "__keyevent@") == channel->str)
+        on_expired_key(ps, payload->str, payload->len);
+    else
+        on_script_event(ps, channel->str, channel->len, payload->str);
+}
+
+static void on_config(redisAsyncContext *ctx, void *r, void *data)
+{
+    (void)ctx;
+    (void)data;
+    redisReply *reply = r;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_WARN, "redis refuses keyspace notifications: no 'expired' events", "error", reply->str, NULL);
+}
+
+static void on_connect(const redisAsyncContext *ctx, int status)
+{
+    struct slk_pubsub *ps = ctx->data;
+    if (status != REDIS_OK) {
+        context_gone(ps);
+        return;
+    }
+    redisAsyncContext *c = ps->ctx;
+    ps->connected = true;
+    if (ps->password != NULL && ps->user != NULL)
+        redisAsyncCommand(c, NULL, NULL, "AUTH %s %s", ps->user, ps->password);
+    else if (ps->password != NULL)
+        redisAsyncCommand(c, NULL, NULL, "AUTH %s", ps->password);
+    redisAsyncCommand(c, on_config, NULL, "CONFIG SET notify-keyspace-events Ex");
+    redisAsyncCommand(c, on_message, ps, "PSUBSCRIBE slk:*:events __keyevent@%d__:expired", ps->db);
+}
+
+static void on_disconnect(const redisAsyncContext *ctx, int status)
+{
+    struct slk_pubsub *ps = ctx->data;
+    (void)status;
+    context_gone(ps);
+}
+
+static void connect_now(struct slk_pubsub *ps)
+{
+    if (ps->closing || ps->ctx != NULL)
+        return;
+    redisAsyncContext *c = redisAsyncConnect(ps->host, ps->port);
+    if (c == NULL || c->err) {
+        if (c != NULL)
+            redisAsyncFree(c);
+        uv_timer_start(&ps->retry, on_retry, RECONNECT_MS, 0);
+        return;
+    }
+    c->data = ps;
+    ps->ctx = c;
+    redisLibuvAttach(c, &ps->w->loop);
+    redisAsyncSetConnectCallback(c, on_connect);
+    redisAsyncSetDisconnectCallback(c, on_disconnect);
+}
+
+struct slk_pubsub *slk_pubsub_create(struct slk_worker *w)
+{
+    struct slk_pubsub *ps = calloc(1, sizeof(*ps));
+    if (ps == NULL)
+        return NULL;
+    ps->w = w;
+    if (slk_redis_parse_url_user(w->cfg->redis_url, &ps->user, &ps->host, &ps->port, &ps->password, &ps->db) != 0) {
+        free(ps);
+        return NULL;
+    }
+    uv_timer_init(&w->loop, &ps->retry);
+    ps->retry.data = ps;
+    ps->alive = 2;
+    return ps;
+}
+
+void slk_pubsub_start(struct slk_pubsub *ps)
+{
+    connect_now(ps);
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
+void slk_pubsub_close(struct slk_pubsub *ps)
+{
+    if (ps == NULL)
+        return;
+    ps->closing = true;
+    uv_timer_stop(&ps->retry);
+    uv_close((uv_handle_t *)&ps->retry, on_retry_closed);
+    /* Freed at once, not after pending replies: a stalled Redis must not hold up shutdown. A connected context
+     * reports through on_disconnect (which releases); one still connecting does not. */
+    redisAsyncContext *c = ps->ctx;
+    bool connected = ps->connected;
+    if (c != NULL)
+        redisAsyncFree(c);
+    if (c == NULL || !connected)
+        release(ps);
+}
