@@ -272,6 +272,25 @@ char **slk_booking_unit_keys(const char *instructor, int64_t first_min, int unit
     return keys;
 }
 
+int slk_booking_eval(struct slk_redis *r, const struct slk_booking *b, enum slk_script_id script, slk_redis_cb cb,
+                     void *data, int nargs, const char **args)
+{
+    char **units = slk_booking_unit_keys(b->instructor, b->units_first_min, b->unit_minutes, b->unit_count);
+    size_t nkeys = 1 + (size_t)b->unit_count;
+    const char **keys = units != NULL ? malloc(nkeys * sizeof(char *)) : NULL;
+    int rc = SLK_ENOMEM;
+    if (keys != NULL) {
+        char record[SLK_KEY_MAX];
+        slk_key_booking(record, b->instructor, b->uuid);
+        keys[0] = record;
+        memcpy(&keys[1], units, (size_t)b->unit_count * sizeof(char *));
+        rc = slk_script_eval(r, script, cb, data, (int)nkeys, keys, NULL, nargs, args, NULL);
+    }
+    free(keys);
+    free(units);
+    return rc;
+}
+
 void slk_price_format(int64_t cents, char out[32])
 {
     snprintf(out, 32, "%" PRId64 ".%02" PRId64, cents / 100, cents % 100);

@@ -409,6 +409,23 @@ void slk_instructor_refresh(struct slk_worker *w, const char *id, slk_instructor
         load_op_finish(op, NULL, SLK_EUNAVAILABLE);
 }
 
+void slk_instructor_resync(struct slk_worker *w, const char *id, bool noload, const redisReply *stale_reply,
+                           slk_instructor_cb cb, void *data)
+{
+    if (noload) {
+        slk_instructor_reload(w, id, cb, data);
+        return;
+    }
+    const redisReply *cfg = stale_reply != NULL && stale_reply->elements == 3 ? stale_reply->element[2] : NULL;
+    struct slk_instructor_entry *e = NULL;
+    if (cfg != NULL && cfg->type == REDIS_REPLY_STRING)
+        e = slk_instructor_apply_cfg(w, id, cfg->str, cfg->len);
+    if (e != NULL)
+        cb(data, e, 0);
+    else
+        slk_instructor_refresh(w, id, cb, data);
+}
+
 void slk_instructor_get(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data)
 {
     struct slk_instructor_entry *e = slk_instructor_cache_get(w->instructors, id);

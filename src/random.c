@@ -105,3 +105,10 @@ int slk_id_valid(const char *s, size_t len)
     }
     return 1;
 }
+
+void slk_uuid_canonical(const char *uuid, char out[37])
+{
+    for (size_t i = 0; i < 36; i++)
+        out[i] = (char)(uuid[i] >= 'A' && uuid[i] <= 'F' ? uuid[i] + ('a' - 'A') : uuid[i]);
+    out[36] = '\0';
+}

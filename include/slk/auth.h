@@ -62,6 +62,8 @@ int slk_random_bytes(void *buf, size_t len) SLK_MUST_CHECK;
 int slk_uuid_v4(char out[37]) SLK_MUST_CHECK;
 /* True when s is a canonical UUID (any version, either case). */
 int slk_uuid_valid(const char *s, size_t len);
+/* The canonical (lower-case) form of a valid uuid, as bookings and blocks are stored under it. */
+void slk_uuid_canonical(const char *uuid, char out[37]);
 /* prefix + 32 random hex chars, into out (needs strlen(prefix)+33). */
 int slk_random_token(char *out, size_t outlen, const char *prefix) SLK_MUST_CHECK;
 /* ^[A-Za-z0-9._:-]{1,64}$ */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "slk/common.h"
+#include "slk/scripts.h"
 
 #define SLK_KEY_MAX 128
 /* R-CANCEL: a cancellation at least this long before the start is refundable. */
@@ -86,6 +87,14 @@ int slk_key_student_holds(char *buf, const char *student);
  * Returns NULL on OOM or when unit_count is out of range. Free with free(keys).
  */
 char **slk_booking_unit_keys(const char *instructor, int64_t first_min, int unit_minutes, int unit_count);
+
+/*
+ * Runs one of the record scripts (pin, confirm, release) on a booking:
+ * KEYS = its record, then every unit key. Callback contract as
+ * slk_script_eval.
+ */
+int slk_booking_eval(struct slk_redis *r, const struct slk_booking *b, enum slk_script_id script, slk_redis_cb cb,
+                     void *data, int nargs, const char **args) SLK_MUST_CHECK;
 
 /* Price helpers: "50.00" ⇄ 5000 cents. */
 void slk_price_format(int64_t cents, char out[32]);

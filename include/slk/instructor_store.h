@@ -9,6 +9,7 @@
 #ifndef SLK_INSTRUCTOR_STORE_H
 #define SLK_INSTRUCTOR_STORE_H
 
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 
 #include "slk/instructor.h"
@@ -28,6 +29,19 @@ void slk_instructor_get(struct slk_worker *w, const char *id, slk_instructor_cb 
 void slk_instructor_refresh(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data);
 /* Postgres + restore, always (Redis said NOLOAD, or the settings just changed). */
 void slk_instructor_reload(struct slk_worker *w, const char *id, slk_instructor_cb cb, void *data);
+/* How often one request re-reads settings that changed under it before answering 503. */
+#define SLK_INSTRUCTOR_RESYNCS 2
+
+/*
+ * The worker's copy proved out of date while a script ran: NOLOAD (Redis has
+ * no settings: reload from Postgres) or STALE (stale_reply, when given, is
+ * the script's {"STALE", ver, cfg} reply, whose cfg is used when valid;
+ * otherwise the settings are read from Redis again). Calls cb as
+ * slk_instructor_get does.
+ */
+void slk_instructor_resync(struct slk_worker *w, const char *id, bool noload, const redisReply *stale_reply,
+                           slk_instructor_cb cb, void *data);
+
 /* Caches settings received from Redis (a STALE reply). NULL when cfg is not valid settings. */
 struct slk_instructor_entry *slk_instructor_apply_cfg(struct slk_worker *w, const char *id, const char *cfg,
                                                       size_t cfg_len);

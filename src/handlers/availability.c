@@ -25,7 +25,6 @@
 
 #define DAY_MS ((int64_t)24 * 3600 * 1000)
 #define DEFAULT_RANGE_MS (7 * DAY_MS)
-#define MAX_ATTEMPTS 3
 
 struct avail_op {
     struct slk_request *req;
@@ -322,16 +321,13 @@ static void read_states(struct avail_op *op, const redisReply *r)
 }
 
 /* The settings changed (STALE) or Redis has none (NOLOAD): fetch them again, then plan again. */
-static void retry_with_fresh_settings(struct avail_op *op, bool noload)
+static void retry_with_fresh_settings(struct avail_op *op, bool noload, const redisReply *stale_reply)
 {
-    if (++op->attempts >= MAX_ATTEMPTS) {
+    if (op->attempts++ >= SLK_INSTRUCTOR_RESYNCS) {
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
-    if (noload)
-        slk_instructor_reload(op->req->worker, op->instructor, on_instructor, op);
-    else
-        slk_instructor_refresh(op->req->worker, op->instructor, on_instructor, op);
+    slk_instructor_resync(op->req->worker, op->instructor, noload, stale_reply, on_instructor, op);
 }
 
 static void on_units(void *data, redisReply *r, const char *err)
@@ -347,7 +343,7 @@ static void on_units(void *data, redisReply *r, const char *err)
     }
     bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");
     if (stale || noload) {
-        retry_with_fresh_settings(op, noload);
+        retry_with_fresh_settings(op, noload, r);
         return;
     }
     fail_backend(op, SLK_EPROTO, "redis");
@@ -381,7 +377,7 @@ static void on_mget(void *data, redisReply *r, const char *err)
     char expected[24];
     int len = snprintf(expected, sizeof(expected), "%" PRId64, op->ins.version);
     if (ver->type != REDIS_REPLY_STRING || ver->len != (size_t)len || memcmp(ver->str, expected, (size_t)len) != 0) {
-        retry_with_fresh_settings(op, ver->type != REDIS_REPLY_STRING);
+        retry_with_fresh_settings(op, ver->type != REDIS_REPLY_STRING, NULL);
         return;
     }
     unsigned char *states = malloc(n + 1);

@@ -28,7 +28,6 @@
 #define MAX_BLOCKS 100
 #define MAX_BLOCK_UNITS ((SLK_SCRIPT_MAX_ARGS - 2) / 3) /* per request: key + value + expiry each, one call */
 #define MAX_REASON_BYTES 500
-#define MAX_ATTEMPTS 3
 
 struct block {
     char uuid[37];
@@ -341,15 +340,8 @@ static void on_blocked(void *data, redisReply *r, const char *err)
         return;
     }
     bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");
-    if ((stale || noload) && ++op->attempts < MAX_ATTEMPTS) {
-        const redisReply *cfg = stale && r->elements == 3 ? r->element[2] : NULL;
-        struct slk_instructor_entry *e = NULL;
-        if (cfg != NULL && cfg->type == REDIS_REPLY_STRING)
-            e = slk_instructor_apply_cfg(op->req->worker, op->instructor, cfg->str, cfg->len);
-        if (e != NULL)
-            take_blocks(op, e);
-        else
-            slk_instructor_reload(op->req->worker, op->instructor, on_instructor, op);
+    if ((stale || noload) && op->attempts++ < SLK_INSTRUCTOR_RESYNCS) {
+        slk_instructor_resync(op->req->worker, op->instructor, noload, r, on_instructor, op);
         return;
     }
     fail_backend(op, stale || noload ? SLK_EUNAVAILABLE : SLK_EPROTO, "redis");
@@ -471,8 +463,7 @@ void slk_handle_block_delete(struct slk_request *req)
         slk_reply_error(req, 403, "forbidden", "Only the instructor or an admin may unblock time", NULL);
         return;
     }
-    for (size_t i = 0; i < 36; i++)
-        op->uuid[i] = (char)(uuid[i] >= 'A' && uuid[i] <= 'F' ? uuid[i] + 32 : uuid[i]);
+    slk_uuid_canonical(uuid, op->uuid);
     const char *params[2] = {op->uuid, op->instructor};
     if (slk_pg_query(req->worker->pg,
                      "DELETE FROM availability_blocks WHERE uuid = $1 AND instructor_id = $2 RETURNING "

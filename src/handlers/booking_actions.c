@@ -32,7 +32,6 @@ struct booking_op {
     char uuid[37];
     struct slk_booking b;
     booking_step_cb next; /* runs once b is fetched */
-    char **unit_keys;
     int restarts;
     /* Action inputs. */
     bool succeeded;
@@ -49,7 +48,6 @@ struct booking_op {
 static void op_free(struct booking_op *op)
 {
     slk_booking_clear(&op->b);
-    free(op->unit_keys);
     free(op->reason);
     json_decref(op->payment_body);
     free(op);
@@ -213,9 +211,7 @@ static struct booking_op *op_start(struct slk_request *req, booking_step_cb next
     op->req = req;
     op->next = next;
     slk_booking_init(&op->b);
-    /* Bookings are stored under their lower-case uuid. */
-    for (size_t i = 0; i < 36; i++)
-        op->uuid[i] = (char)(uuid[i] >= 'A' && uuid[i] <= 'F' ? uuid[i] + 32 : uuid[i]);
+    slk_uuid_canonical(uuid, op->uuid);
     return op;
 }
 
@@ -226,32 +222,11 @@ static bool can_see(const struct booking_op *op)
            slk__is_instructor(op->req, op->b.instructor);
 }
 
-static bool load_unit_keys(struct booking_op *op)
-{
-    free(op->unit_keys);
-    op->unit_keys =
-        slk_booking_unit_keys(op->b.instructor, op->b.units_first_min, op->b.unit_minutes, op->b.unit_count);
-    return op->unit_keys != NULL;
-}
-
 /* Runs one of the record scripts (pin, confirm, release): KEYS = record + units. */
 static int eval_on_units(struct booking_op *op, enum slk_script_id script, slk_redis_cb cb, int nargs,
                          const char **args)
 {
-    if (!load_unit_keys(op))
-        return SLK_ENOMEM;
-    size_t nkeys = 1 + (size_t)op->b.unit_count;
-    const char **keys = malloc(nkeys * sizeof(char *));
-    if (keys == NULL)
-        return SLK_ENOMEM;
-    char record[SLK_KEY_MAX];
-    slk_key_booking(record, op->b.instructor, op->b.uuid);
-    keys[0] = record;
-    for (int i = 0; i < op->b.unit_count; i++)
-        keys[1 + i] = op->unit_keys[i];
-    int rc = slk_script_eval(op->req->worker->redis, script, cb, op, (int)nkeys, keys, NULL, nargs, args, NULL);
-    free(keys);
-    return rc;
+    return slk_booking_eval(op->req->worker->redis, &op->b, script, cb, op, nargs, args);
 }
 
 static const char *script_tag(const redisReply *r)

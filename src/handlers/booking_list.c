@@ -126,8 +126,7 @@ static bool cursor_decode(const char *s, struct list_op *op)
     if (*end != '\0' || end == plain || errno != 0 || op->cursor_start < -62135596800000LL ||
         op->cursor_start > 253402300799999LL)
         return false;
-    for (size_t i = 0; i < 36; i++)
-        op->cursor_uuid[i] = (char)(colon[1 + i] >= 'A' && colon[1 + i] <= 'F' ? colon[1 + i] + 32 : colon[1 + i]);
+    slk_uuid_canonical(colon + 1, op->cursor_uuid);
     return true;
 }
 

@@ -23,7 +23,6 @@
 
 #define MAX_PURPOSE_BYTES 500
 #define MAX_PRICE_CENTS (1000000000000LL * 100)
-#define MAX_ATTEMPTS 3 /* settings reloads (NOLOAD/STALE) before giving up */
 
 struct time_input {
     bool naive;
@@ -416,18 +415,6 @@ static void reply_taken(struct create_op *op, long long first, long long last)
                     json_pack("{s:s, s:s}", "start_time", from_s, "end_time", to_s));
 }
 
-static void retry_stale(struct create_op *op, const redisReply *r)
-{
-    const redisReply *cfg = r->elements == 3 ? r->element[2] : NULL;
-    struct slk_instructor_entry *e = NULL;
-    if (cfg != NULL && cfg->type == REDIS_REPLY_STRING)
-        e = slk_instructor_apply_cfg(op->req->worker, op->b.instructor, cfg->str, cfg->len);
-    if (e == NULL)
-        slk_instructor_reload(op->req->worker, op->b.instructor, on_instructor, op);
-    else
-        take_hold(op, e);
-}
-
 static void on_abandoned(void *data, redisReply *r, const char *err)
 {
     (void)data;
@@ -444,21 +431,11 @@ static void on_abandoned(void *data, redisReply *r, const char *err)
  */
 static void abandon_hold(struct create_op *op)
 {
-    char record[SLK_KEY_MAX], now[24];
-    size_t nkeys = 1 + (size_t)op->b.unit_count;
-    const char **keys = malloc(nkeys * sizeof(char *));
-    if (keys == NULL)
-        return;
-    slk_key_booking(record, op->b.instructor, op->b.uuid);
+    char now[24];
     snprintf(now, sizeof(now), "%" PRId64, slk_clock_now_ms());
-    keys[0] = record;
-    for (int i = 0; i < op->b.unit_count; i++)
-        keys[1 + i] = op->unit_keys[i];
     const char *args[4] = {op->b.uuid, "force", "expired", now};
-    if (slk_script_eval(op->req->worker->redis, SLK_SCRIPT_RELEASE, on_abandoned, NULL, (int)nkeys, keys, NULL, 4, args,
-                        NULL) != 0)
+    if (slk_booking_eval(op->req->worker->redis, &op->b, SLK_SCRIPT_RELEASE, on_abandoned, NULL, 4, args) != 0)
         on_abandoned(NULL, NULL, "not queued");
-    free(keys);
 }
 
 static void on_hold(void *data, redisReply *r, const char *err)
@@ -480,11 +457,8 @@ static void on_hold(void *data, redisReply *r, const char *err)
         return;
     }
     bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");
-    if ((stale || noload) && ++op->attempts < MAX_ATTEMPTS) {
-        if (stale)
-            retry_stale(op, r);
-        else
-            slk_instructor_reload(op->req->worker, op->b.instructor, on_instructor, op);
+    if ((stale || noload) && op->attempts++ < SLK_INSTRUCTOR_RESYNCS) {
+        slk_instructor_resync(op->req->worker, op->b.instructor, noload, r, on_instructor, op);
         return;
     }
     /* Error replies (LOADING, BUSY, OOM) and settings that keep changing under us are passing conditions. */
