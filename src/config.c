@@ -20,6 +20,7 @@ enum opt_kind {
     OPT_U64,
     OPT_LEVEL,
     OPT_FLAG, /* env takes a boolean; the flag takes no value and sets flag_value */
+    OPT_STR,  /* optional text, echoed in messages */
 };
 
 struct opt {
@@ -73,6 +74,38 @@ static const struct opt opts[] = {
      "wait for in-flight requests on SIGTERM"},
     {"no-migrate", "MIGRATE", OPT_FLAG, FIELD(migrate), 0, 0, false, NULL, "1",
      "do not apply schema migrations at start (env MIGRATE=0)"},
+    {"cancel-refund-hours", "CANCEL_REFUND_HOURS", OPT_INT, FIELD(cancel_refund_hours), 0, 8760, false, "H", NULL,
+     "a cancellation this long before the start is refund_eligible"},
+    {"reschedule-notice-hours", "RESCHEDULE_NOTICE_HOURS", OPT_INT, FIELD(reschedule_notice_hours), 0, 8760, false, "H",
+     NULL, "a booking may be moved until this long before its start"},
+    {"reschedule-max-days", "RESCHEDULE_MAX_DAYS", OPT_INT, FIELD(reschedule_max_days), 1, 3660, false, "D", NULL,
+     "how far ahead a booking may be moved"},
+    {"no-show-after-minutes", "NO_SHOW_AFTER_MINUTES", OPT_INT, FIELD(no_show_after_minutes), 0, 1440, false, "M", NULL,
+     "a no-show may be reported this long after the start"},
+    {"no-show-window-hours", "NO_SHOW_WINDOW_HOURS", OPT_INT, FIELD(no_show_window_hours), 1, 8760, false, "H", NULL,
+     "... and until this long after the start"},
+    {"max-holds-per-student", "MAX_HOLDS_PER_STUDENT", OPT_INT, FIELD(max_holds_per_student), 0, 1000000, false, "N",
+     NULL, "live holds one student may have (0: no cap)"},
+    {"rate-limit-per-second", "RATE_LIMIT_PER_SECOND", OPT_INT, FIELD(rate_limit_per_second), 0, 1000000, false, "N",
+     NULL, "API requests per second per client, token bucket in Redis (0: off)"},
+    {"rate-limit-burst", "RATE_LIMIT_BURST", OPT_INT, FIELD(rate_limit_burst), 1, 1000000, false, "N", NULL,
+     "requests a client may send at once"},
+    {"idempotency-ttl-hours", "IDEMPOTENCY_TTL_HOURS", OPT_INT, FIELD(idempotency_ttl_hours), 1, 720, false, "H", NULL,
+     "how long an Idempotency-Key's reply is kept"},
+    {"idempotency-wait-ms", "IDEMPOTENCY_WAIT_MS", OPT_U64, FIELD(idempotency_wait_ms), 0, 60000, false, "MS", NULL,
+     "a duplicate waits this long for the first request's reply, then gets 409"},
+    {"webhook-url", "WEBHOOK_URL", OPT_STR, FIELD(webhook_url), 0, 0, false, "URL", "(none: events are only recorded)",
+     "http:// endpoint that receives booking events"},
+    {"webhook-secret", "WEBHOOK_SECRET", OPT_SECRET, FIELD(events_secret), 0, 0, false, "SECRET",
+     "(the payment webhook secret)", "HMAC key that signs outgoing events"},
+    {"webhook-timeout-ms", "WEBHOOK_TIMEOUT_MS", OPT_U64, FIELD(webhook_timeout_ms), 1, DAY_MS, false, "MS", NULL,
+     "one delivery attempt's deadline"},
+    {"webhook-retry-base-ms", "WEBHOOK_RETRY_BASE_MS", OPT_U64, FIELD(webhook_retry_base_ms), 1, DAY_MS, false, "MS",
+     NULL, "first retry delay; doubles per attempt"},
+    {"webhook-retry-max-ms", "WEBHOOK_RETRY_MAX_MS", OPT_U64, FIELD(webhook_retry_max_ms), 1, DAY_MS, false, "MS", NULL,
+     "longest retry delay"},
+    {"test-clock", "TEST_CLOCK", OPT_FLAG, FIELD(test_clock), 0, 0, true, NULL, "0",
+     "tests only: POST /internal/clock may shift the server's clock"},
 };
 
 static void fail_msg(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -205,6 +238,13 @@ static int set_value(struct slk_config *cfg, const struct opt *o, const char *na
             return SLK_EINVAL;
         }
         return replace_str((char **)(void *)field, v, strlen(v));
+    case OPT_STR:
+        if (v[0] == '\0') {
+            free(*(char **)(void *)field);
+            *(char **)(void *)field = NULL;
+            return SLK_OK;
+        }
+        return replace_str((char **)(void *)field, v, strlen(v));
     case OPT_SECRET:
         /* The length check comes later, once we know which secrets are required. */
         return replace_str((char **)(void *)field, v, strlen(v));
@@ -247,6 +287,19 @@ static int set_defaults(struct slk_config *cfg)
     cfg->pg_pool_size = SLK_DEFAULT_PG_POOL_SIZE;
     cfg->drain_timeout_ms = SLK_DEFAULT_DRAIN_TIMEOUT_MS;
     cfg->migrate = true;
+    cfg->cancel_refund_hours = 12;
+    cfg->reschedule_notice_hours = 12;
+    cfg->reschedule_max_days = 30;
+    cfg->no_show_after_minutes = 10;
+    cfg->no_show_window_hours = 24;
+    cfg->max_holds_per_student = 5;
+    cfg->rate_limit_per_second = 20;
+    cfg->rate_limit_burst = 40;
+    cfg->idempotency_ttl_hours = 24;
+    cfg->idempotency_wait_ms = 2000;
+    cfg->webhook_timeout_ms = 5000;
+    cfg->webhook_retry_base_ms = 1000;
+    cfg->webhook_retry_max_ms = 300000;
     cfg->listen_host = strdup("127.0.0.1");
     cfg->redis_url = strdup("redis://127.0.0.1:6379");
     cfg->database_url = strdup("postgresql://postgres@127.0.0.1:5432/slotlock");
@@ -339,6 +392,14 @@ static int validate(const struct slk_config *cfg, char *errbuf, size_t errlen)
 
     if (rc != SLK_OK)
         return rc;
+    rc = check_secret(cfg->events_secret, false, "outgoing webhook secret (--webhook-secret / WEBHOOK_SECRET)", errbuf,
+                      errlen);
+    if (rc != SLK_OK)
+        return rc;
+    if (cfg->webhook_url != NULL && strncmp(cfg->webhook_url, "http://", 7) != 0) {
+        fail_msg(errbuf, errlen, "WEBHOOK_URL: only http:// endpoints are supported, got \"%.64s\"", cfg->webhook_url);
+        return SLK_EINVAL;
+    }
     return check_secret(cfg->webhook_secret, true,
                         "payment webhook secret (--payment-webhook-secret / "
                         "PAYMENT_WEBHOOK_SECRET)",
@@ -409,6 +470,9 @@ void slk_config_free(struct slk_config *cfg)
     cfg->listen_host = NULL;
     cfg->redis_url = NULL;
     cfg->database_url = NULL;
+    free(cfg->webhook_url);
+    cfg->webhook_url = NULL;
+    free_secret(&cfg->events_secret);
     free_secret(&cfg->jwt_secret);
     free_secret(&cfg->webhook_secret);
 }

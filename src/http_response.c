@@ -286,6 +286,12 @@ void slk_response_send(struct slk_request *req, int status, const char *content_
     if (req == NULL)
         return;
     slk_metrics_request(req->route_id, status, uv_hrtime() - req->start_ns);
+    if (req->on_reply != NULL) {
+        /* Even when the peer already left: a kept reply is what its retry will get. */
+        void (*on_reply)(struct slk_request *, int, const char *, size_t) = req->on_reply;
+        req->on_reply = NULL;
+        on_reply(req, status, body, len);
+    }
     struct slk_conn *c = req->conn;
     if (c == NULL) {
         slk__http_request_free(req);

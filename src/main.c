@@ -178,6 +178,8 @@ int main(int argc, char **argv)
         slk_scripts_init();
         if (cfg.auth_disabled)
             slk_log(SLK_LOG_WARN, "AUTHENTICATION IS DISABLED: every caller is treated as admin", NULL);
+        if (cfg.test_clock)
+            slk_log(SLK_LOG_WARN, "TEST CLOCK IS ENABLED: anyone can shift this server's clock (tests only)", NULL);
         rc = strcmp(cmd, "migrate") == 0 ? (migrate(&cfg) == 0 ? 0 : 1) : serve(&cfg);
     }
     slk_config_free(&cfg);

@@ -5,6 +5,7 @@
 
 #include "slk/auth.h"
 #include "slk/config.h"
+#include "slk/gates.h"
 #include "slk/response.h"
 #include "slk/router.h"
 #include "slk/routes.h"
@@ -94,6 +95,39 @@ static int authenticate(struct slk_request *req)
     return 0;
 }
 
+/* R-PAY: the payment engine proves itself with X-Signature; it is the caller "payment" from here on. */
+static int verify_signature(struct slk_request *req)
+{
+    const struct slk_str *sig = slk_request_header(req, "x-signature");
+    const char *secret = req->worker->cfg->webhook_secret;
+    int rc = sig == NULL
+                 ? SLK_EAUTH
+                 : slk_signature_verify(sig->ptr, sig->len, req->body, req->body_len, (const unsigned char *)secret,
+                                        strlen(secret), slk_clock_now_ms() / 1000);
+    if (rc != 0) {
+        slk_reply_error(req, 401, "bad_signature",
+                        rc == SLK_EAUTH ? "Missing or invalid X-Signature" : "X-Signature timestamp out of tolerance",
+                        NULL);
+        return -1;
+    }
+    snprintf(req->user_sub, sizeof(req->user_sub), "payment");
+    req->user_role = SLK_ROLE_NONE;
+    return 0;
+}
+
+static void run_handler(struct slk_request *req)
+{
+    req->handler(req);
+}
+
+static void after_rate_limit(struct slk_request *req)
+{
+    if (req->method == SLK_METHOD_POST)
+        slk_idempotency_begin(req, run_handler);
+    else
+        run_handler(req);
+}
+
 void slk_routes_dispatch(struct slk_request *req)
 {
     struct slk_route_match m;
@@ -116,7 +150,17 @@ void slk_routes_dispatch(struct slk_request *req)
     req->route_id = m.route_id;
     memcpy(req->params, m.params, sizeof(m.params));
     req->num_params = m.num_params;
-    if (needs_auth(m.route_id) && authenticate(req) != 0)
+    req->handler = m.handler;
+    if (m.route_id == SLK_ROUTE_BOOKING_PAYMENT) {
+        /* Not rate limited: the payment engine retries on its own schedule and must always get through. */
+        if (verify_signature(req) == 0)
+            after_rate_limit(req);
         return;
-    m.handler(req);
+    }
+    if (!needs_auth(m.route_id)) {
+        run_handler(req);
+        return;
+    }
+    if (authenticate(req) == 0)
+        slk_rate_limit_check(req, after_rate_limit);
 }

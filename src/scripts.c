@@ -19,10 +19,21 @@
 #define EVAL_FIXED_ARGS 3                    /* EVALSHA sha1 nkeys */
 
 static struct slk_script scripts[SLK_SCRIPT__COUNT] = {
-    [SLK_SCRIPT_HOLD] = {.name = "hold"},       [SLK_SCRIPT_PIN] = {.name = "pin"},
-    [SLK_SCRIPT_CONFIRM] = {.name = "confirm"}, [SLK_SCRIPT_RELEASE] = {.name = "release"},
-    [SLK_SCRIPT_RESTORE] = {.name = "restore"}, [SLK_SCRIPT_AVAILABILITY] = {.name = "availability"},
-    [SLK_SCRIPT_BLOCK] = {.name = "block"},     [SLK_SCRIPT_UNBLOCK] = {.name = "unblock"},
+    [SLK_SCRIPT_HOLD] = {.name = "hold"},
+    [SLK_SCRIPT_PIN] = {.name = "pin"},
+    [SLK_SCRIPT_CONFIRM] = {.name = "confirm"},
+    [SLK_SCRIPT_RELEASE] = {.name = "release"},
+    [SLK_SCRIPT_RESTORE] = {.name = "restore"},
+    [SLK_SCRIPT_AVAILABILITY] = {.name = "availability"},
+    [SLK_SCRIPT_BLOCK] = {.name = "block"},
+    [SLK_SCRIPT_UNBLOCK] = {.name = "unblock"},
+    [SLK_SCRIPT_MOVE] = {.name = "move"},
+    [SLK_SCRIPT_EXTEND] = {.name = "extend"},
+    [SLK_SCRIPT_HOLD_CAP] = {.name = "hold_cap"},
+    [SLK_SCRIPT_RATE_LIMIT] = {.name = "rate_limit"},
+    [SLK_SCRIPT_IDEMPOTENCY] = {.name = "idempotency"},
+    [SLK_SCRIPT_OUTBOX_ADD] = {.name = "outbox_add"},
+    [SLK_SCRIPT_OUTBOX_DUE] = {.name = "outbox_due"},
 };
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 

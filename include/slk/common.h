@@ -27,7 +27,8 @@
     XX(CONFLICT, "conflict")                                                                                           \
     XX(BUSY, "too many queued requests")                                                                               \
     XX(CLOSED, "closed")                                                                                               \
-    XX(IO, "i/o error")
+    XX(IO, "i/o error")                                                                                                \
+    XX(FULL, "limit reached")
 
 enum slk_errno {
     SLK_OK = 0,

@@ -31,6 +31,28 @@ struct slk_config {
     int pg_pool_size;
     uint64_t drain_timeout_ms;
     bool migrate; /* apply migrations at start */
+
+    /* Policies (R-CANCEL, R-RESCHED, R-NOSHOW). */
+    int cancel_refund_hours;     /* cancelled at least this long before the start: refund_eligible */
+    int reschedule_notice_hours; /* the original start must be at least this far away */
+    int reschedule_max_days;     /* the new start at most this far ahead */
+    int no_show_after_minutes;   /* a no-show may be reported from start + this */
+    int no_show_window_hours;    /* ... until start + this */
+    /* Abuse caps (R-HOLD). 0 disables. */
+    int max_holds_per_student;
+    int rate_limit_per_second; /* token bucket refill per client */
+    int rate_limit_burst;      /* bucket size */
+    /* Idempotency-Key (R-HOLD). */
+    int idempotency_ttl_hours;
+    uint64_t idempotency_wait_ms; /* a duplicate waits this long for the first reply before 409 */
+    /* Outgoing events. */
+    char *webhook_url;   /* NULL: events are recorded, not delivered */
+    char *events_secret; /* HMAC key of outgoing webhooks; NULL: the payment webhook secret */
+    uint64_t webhook_timeout_ms;
+    uint64_t webhook_retry_base_ms;
+    uint64_t webhook_retry_max_ms;
+    /* Tests only: POST /internal/clock shifts the server's clock. */
+    bool test_clock;
 };
 
 /*

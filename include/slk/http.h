@@ -78,6 +78,16 @@ struct slk_request {
     int user_role; /* enum slk_role */
 
     void *handler_data; /* free for the handler */
+
+    /* The route's handler, run by slk_routes_continue() once the gates (rate limit, idempotency) let it through. */
+    void (*handler)(struct slk_request *req);
+    /*
+     * Called once by slk_response_send() before the reply is written, with
+     * the reply as it will go out (headers collected so far in resp_headers):
+     * lets the idempotency gate keep a copy. NULL when nobody listens.
+     */
+    void (*on_reply)(struct slk_request *req, int status, const char *body, size_t len);
+    void *gate_data; /* owned by the gate that set on_reply */
 };
 
 /* Case-insensitive header lookup; NULL when absent. Valid for the request's life. */

@@ -25,7 +25,14 @@
        slk_handle_booking_payment)                                                                                     \
     XX(BOOKING_CANCEL, "booking_cancel", POST, "/api/v1/bookings/{uuid}/cancel", slk_handle_booking_cancel)            \
     XX(BOOKING_ACCEPT, "booking_accept", POST, "/api/v1/bookings/{uuid}/accept", slk_handle_booking_accept)            \
-    XX(BOOKING_REJECT, "booking_reject", POST, "/api/v1/bookings/{uuid}/reject", slk_handle_booking_reject)
+    XX(BOOKING_REJECT, "booking_reject", POST, "/api/v1/bookings/{uuid}/reject", slk_handle_booking_reject)            \
+    XX(BOOKING_COMPLETE, "booking_complete", POST, "/api/v1/bookings/{uuid}/complete", slk_handle_booking_complete)    \
+    XX(BOOKING_NO_SHOW, "booking_no_show", POST, "/api/v1/bookings/{uuid}/no-show", slk_handle_booking_no_show)        \
+    XX(BOOKING_RESCHEDULE, "booking_reschedule", POST, "/api/v1/bookings/{uuid}/reschedule",                           \
+       slk_handle_booking_reschedule)                                                                                  \
+    XX(BOOKING_EXTEND, "booking_extend", POST, "/api/v1/bookings/{uuid}/extend", slk_handle_booking_extend)            \
+    XX(BOOKING_EVENTS, "booking_events", GET, "/api/v1/bookings/{uuid}/events", slk_handle_booking_events)             \
+    XX(TEST_CLOCK, "test_clock", POST, "/internal/clock", slk_handle_test_clock)
 
 enum slk_route_id {
 #define SLK__ROUTE_ENUM(id, label, method, pattern, handler) SLK_ROUTE_##id,

@@ -7,6 +7,7 @@
 #include "slk/redis.h"
 #include "slk/response.h"
 #include "slk/routes.h"
+#include "slk/timeutil.h"
 #include "slk/worker.h"
 
 void slk_handle_livez(struct slk_request *req)
@@ -65,4 +66,28 @@ void slk_handle_metrics(struct slk_request *req)
     }
     slk_response_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
+}
+
+/*
+ * POST /internal/clock {"offset_ms": N}: shifts the server's clock, so tests
+ * can stand exactly at a policy's edge without sleeping. Exists only with
+ * TEST_CLOCK=1 (the server warns at start); otherwise the path is unknown.
+ */
+void slk_handle_test_clock(struct slk_request *req)
+{
+    if (!req->worker->cfg->test_clock) {
+        slk_reply_error(req, 404, "not_found", "No such resource", NULL);
+        return;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body != NULL ? req->body : "", req->body_len, 0, &jerr);
+    json_t *offset = json_object_get(body, "offset_ms");
+    if (!json_is_integer(offset)) {
+        json_decref(body);
+        slk_reply_invalid(req, "offset_ms", "offset_ms must be an integer");
+        return;
+    }
+    slk_clock_set_offset_ms((int64_t)json_integer_value(offset));
+    json_decref(body);
+    slk_reply_ok(req, 200, "Clock shifted", json_pack("{s:I}", "now_ms", (json_int_t)slk_clock_now_ms()));
 }

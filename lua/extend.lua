@@ -1,0 +1,2 @@
+-- extend.lua: placeholder.
+return 0

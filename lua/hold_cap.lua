@@ -1,0 +1,2 @@
+-- hold_cap.lua: placeholder.
+return 0

@@ -1,0 +1,2 @@
+-- idempotency.lua: placeholder.
+return 0

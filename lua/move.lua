@@ -1,0 +1,2 @@
+-- move.lua: placeholder.
+return 0

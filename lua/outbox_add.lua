@@ -1,0 +1,2 @@
+-- outbox_add.lua: placeholder.
+return 0

@@ -1,0 +1,2 @@
+-- outbox_due.lua: placeholder.
+return 0

@@ -1,0 +1,2 @@
+-- rate_limit.lua: placeholder.
+return 0

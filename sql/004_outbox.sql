@@ -1,0 +1,2 @@
+-- 004: outbox (placeholder).
+SELECT 1;

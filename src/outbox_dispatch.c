@@ -1,0 +1,2 @@
+/* Webhook dispatcher: placeholder. */
+typedef int slk__outbox_dispatch_placeholder;

@@ -1,0 +1,2 @@
+/* HTTP client for webhooks: placeholder. */
+typedef int slk__webhook_client_placeholder;
