@@ -21,6 +21,7 @@ struct slk_tz {
 };
 
 static _Atomic int64_t clock_offset_ms;
+static _Atomic int64_t clock_frozen_ms; /* 0: the clock runs */
 
 /* Howard Hinnant's days_from_civil: proleptic Gregorian date to days since 1970-01-01. */
 static int64_t days_from_civil(int64_t y, int m, int d)
@@ -387,7 +388,10 @@ void slk_time_format_rfc3339(int64_t utc_ms, char out[32])
 int64_t slk_clock_now_ms(void)
 {
     struct timespec ts;
+    int64_t frozen = atomic_load(&clock_frozen_ms);
 
+    if (frozen != 0)
+        return frozen;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + atomic_load(&clock_offset_ms);
 }
@@ -395,4 +399,9 @@ int64_t slk_clock_now_ms(void)
 void slk_clock_set_offset_ms(int64_t offset)
 {
     atomic_store(&clock_offset_ms, offset);
+}
+
+void slk_clock_freeze_ms(int64_t at_ms)
+{
+    atomic_store(&clock_frozen_ms, at_ms);
 }

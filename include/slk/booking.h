@@ -17,10 +17,8 @@
 #include "slk/scripts.h"
 
 #define SLK_KEY_MAX 128
-/* R-CANCEL: a cancellation at least this long before the start is refundable. */
 /* Booked units stay in Redis this long after the booking's last unit ends. */
 #define SLK_BOOKED_UNIT_GRACE_MS ((int64_t)3600 * 1000)
-#define SLK_REFUND_CUTOFF_MS ((int64_t)12 * 3600 * 1000)
 #define SLK_MAX_UNITS (SLK_MAX_BOOKING_MINUTES + 2 * 1440) /* 1-minute grid, a day of buffer on each side */
 
 struct slk_booking {

@@ -55,8 +55,10 @@ int slk_time_parse_rfc3339(const char *s, size_t len, int64_t *utc_ms, bool *nai
 /* "2025-02-15T09:00:00Z" (milliseconds shown only when non-zero: ".250Z"); out needs 32 bytes. */
 void slk_time_format_rfc3339(int64_t utc_ms, char out[32]);
 
-/* Wall clock in ms; tests may shift it (slk_clock_set_offset_ms) to drive policies without sleeping. */
+/* Wall clock in ms; tests may shift it (slk_clock_set_offset_ms) or stop it at an instant (slk_clock_freeze_ms;
+ * 0 lets it run again) to stand exactly at a policy's edge without sleeping. */
 int64_t slk_clock_now_ms(void);
 void slk_clock_set_offset_ms(int64_t offset);
+void slk_clock_freeze_ms(int64_t at_ms);
 
 #endif

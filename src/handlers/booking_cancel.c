@@ -22,17 +22,25 @@
 
 #define MAX_REASON_BYTES 500
 
+/* Times come from the server's clock ($5), the one every policy is judged by. */
 static const char cancel_sql[] =
-    "UPDATE bookings SET status = 'cancelled', cancelled_at = now(), updated_at = now(), cancel_reason = $2, "
-    "cancelled_by = $3, refund_eligible = (start_at - now() >= $4::bigint * interval '1 millisecond') "
+    "UPDATE bookings SET status = 'cancelled', cancelled_at = 'epoch'::timestamptz + $5::bigint * interval "
+    "'1 millisecond', updated_at = 'epoch'::timestamptz + $5::bigint * interval '1 millisecond', cancel_reason = $2, "
+    "cancelled_by = $3, refund_eligible = $4::boolean, actor_id = $6, actor_role = $7 "
     "WHERE uuid = $1 AND status IN ('paid', 'confirmed') RETURNING " SLK_BOOKING_PG_COLUMNS;
+
+/* R-CANCEL: refundable when cancelled at least CANCEL_REFUND_HOURS before the start (the edge included). */
+static bool refund_eligible(const struct bop *op, int64_t now)
+{
+    return op->b.start_ms - now >= (int64_t)op->req->worker->cfg->cancel_refund_hours * 3600000;
+}
 
 static void cancel_hold(struct bop *op)
 {
     int64_t now = slk_clock_now_ms();
     struct slk_booking *b = &op->b;
     b->cancelled_ms = b->updated_ms = now;
-    b->refund_eligible = b->start_ms - now >= SLK_REFUND_CUTOFF_MS;
+    b->refund_eligible = refund_eligible(op, now);
     snprintf(b->cancelled_by, sizeof(b->cancelled_by), "%s", op->actor);
     b->cancel_reason = op->reason != NULL ? strdup(op->reason) : NULL;
     char now_s[24];
@@ -63,11 +71,14 @@ static void cancel_step(struct bop *op)
         bop_invalid_transition(op);
         return;
     }
-    char cutoff[24];
-    snprintf(cutoff, sizeof(cutoff), "%" PRId64, SLK_REFUND_CUTOFF_MS);
-    const char *params[4] = {op->uuid, op->reason, op->actor, cutoff};
+    int64_t now = slk_clock_now_ms();
+    char now_s[24];
+    snprintf(now_s, sizeof(now_s), "%" PRId64, now);
+    const char *params[7] = {
+        op->uuid, op->reason,        op->actor,         refund_eligible(op, now) ? "true" : "false",
+        now_s,    op->req->user_sub, bop_actor_role(op)};
     op->target_status = "Booking cancelled";
-    if (slk_pg_query(op->req->worker->pg, cancel_sql, 4, params, bop_on_pg_transition, op) != 0)
+    if (slk_pg_query(op->req->worker->pg, cancel_sql, 7, params, bop_on_pg_transition, op) != 0)
         bop_backend(op, SLK_EUNAVAILABLE, "postgres");
 }
 

@@ -28,6 +28,8 @@ void bop_free(struct bop *op)
     slk_booking_clear(&op->b);
     free(op->reason);
     json_decref(op->payment_body);
+    if (op->ext_free != NULL)
+        op->ext_free(op->ext);
     free(op);
 }
 
@@ -62,6 +64,18 @@ void bop_invalid_transition(struct bop *op)
     const char *status = slk_booking_status(&op->b, slk_clock_now_ms());
     bop_error(op, 409, "invalid_transition", "The booking cannot make this transition from its current status",
               json_pack("{s:s}", "status", status));
+}
+
+void bop_policy_violation(struct bop *op, const char *rule, const char *message, const char *time_field, int64_t at_ms)
+{
+    char at[32];
+    slk_time_format_rfc3339(at_ms, at);
+    bop_error(op, 400, "policy_violation", message, json_pack("{s:s, s:s}", "rule", rule, time_field, at));
+}
+
+const char *bop_actor_role(const struct bop *op)
+{
+    return slk_role_name((enum slk_role)op->req->user_role);
 }
 
 bool bop_status_is(const struct bop *op, const char *status)
@@ -289,6 +303,12 @@ static void on_hold_released(void *data, redisReply *r, const char *err)
         return;
     }
     snprintf(op->b.status, sizeof(op->b.status), "%s", released ? op->new_status : bop_script_status(r));
+    if (released) {
+        /* The hold lived only in Redis, so its end is recorded here rather than by the Postgres trigger. */
+        struct slk_worker *w = op->req->worker;
+        slk_outbox_record(w, op->new_status, &op->b, op->req->user_sub, bop_actor_role(op));
+        slk_hold_cap_forget(w, op->b.student, op->b.uuid);
+    }
     if (released || (op->repeat_ok && strcmp(op->b.status, op->new_status) == 0)) {
         bop_reply(op, op->target_status);
         return;

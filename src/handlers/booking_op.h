@@ -33,6 +33,9 @@ struct bop {
     bool repeat_ok;
     const char *actor; /* cancelled_by */
     const char *target_status;
+    int64_t until_ms; /* an action's target time (extend: the new hold expiry) */
+    void *ext;        /* an action's own state, freed with ext_free by bop_free */
+    void (*ext_free)(void *ext);
 };
 
 /* Allocates an op for the {uuid} path parameter; NULL after replying 404/500 itself. */
@@ -48,6 +51,11 @@ void bop_error(struct bop *op, int status, const char *code, const char *message
 void bop_backend(struct bop *op, int err, const char *what);
 void bop_reply(struct bop *op, const char *message);
 void bop_invalid_transition(struct bop *op);
+
+/* 400 policy_violation with details {rule, <time_field>: RFC 3339 of at_ms}. */
+void bop_policy_violation(struct bop *op, const char *rule, const char *message, const char *time_field, int64_t at_ms);
+/* The caller's role name, for actor_role and cancelled_by-style fields. */
+const char *bop_actor_role(const struct bop *op);
 
 bool bop_status_is(const struct bop *op, const char *status);
 /* R-SEC: its student, its instructor, admins. */

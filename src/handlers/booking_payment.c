@@ -63,6 +63,8 @@ static void apply_pg_row(struct bop *op, const PGresult *res)
         bop_invalid_transition(op);
         return;
     }
+    /* Paid: no longer a live hold counted against the student's cap. */
+    slk_hold_cap_forget(op->req->worker, op->b.student, op->b.uuid);
     mark_booked(op, "Payment applied");
 }
 
@@ -126,12 +128,12 @@ static void on_expired_checked(void *data, PGresult *res, const char *err)
 static const char insert_sql[] =
     "INSERT INTO bookings (uuid, status, student_id, course_id, instructor_id, start_at, end_at, units_start_at, "
     "unit_minutes, unit_count, price_amount, currency, purpose, payment_session_id, payment_reference, "
-    "payment_engine, hold_expires_at, fence_token, created_at) VALUES ($1, $2, $3, $4, $5, "
+    "payment_engine, hold_expires_at, fence_token, created_at, actor_id, actor_role) VALUES ($1, $2, $3, $4, $5, "
     "'epoch'::timestamptz + $6::bigint * interval '1 millisecond', "
     "'epoch'::timestamptz + $7::bigint * interval '1 millisecond', "
     "'epoch'::timestamptz + $8::bigint * interval '1 minute', $9, $10, $11::numeric / 100, $12, $13, $14, $15, $16, "
     "'epoch'::timestamptz + $17::bigint * interval '1 millisecond', $18, "
-    "'epoch'::timestamptz + $19::bigint * interval '1 millisecond') "
+    "'epoch'::timestamptz + $19::bigint * interval '1 millisecond', coalesce($16, 'payment'), 'payment') "
     "ON CONFLICT (uuid) DO NOTHING RETURNING " SLK_BOOKING_PG_COLUMNS;
 
 static void insert_booking(struct bop *op)

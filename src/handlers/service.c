@@ -69,8 +69,9 @@ void slk_handle_metrics(struct slk_request *req)
 }
 
 /*
- * POST /internal/clock {"offset_ms": N}: shifts the server's clock, so tests
- * can stand exactly at a policy's edge without sleeping. Exists only with
+ * POST /internal/clock {"offset_ms": N} shifts the server's clock;
+ * {"freeze_at_ms": T} stops it at T (0 lets it run again). Tests stand
+ * exactly at a policy's edge this way, without sleeping. Exists only with
  * TEST_CLOCK=1 (the server warns at start); otherwise the path is unknown.
  */
 void slk_handle_test_clock(struct slk_request *req)
@@ -81,13 +82,17 @@ void slk_handle_test_clock(struct slk_request *req)
     }
     json_error_t jerr;
     json_t *body = json_loadb(req->body != NULL ? req->body : "", req->body_len, 0, &jerr);
-    json_t *offset = json_object_get(body, "offset_ms");
-    if (!json_is_integer(offset)) {
+    json_t *offset = json_object_get(body, "offset_ms"), *freeze = json_object_get(body, "freeze_at_ms");
+    if ((offset != NULL && !json_is_integer(offset)) || (freeze != NULL && !json_is_integer(freeze)) ||
+        (offset == NULL && freeze == NULL)) {
         json_decref(body);
-        slk_reply_invalid(req, "offset_ms", "offset_ms must be an integer");
+        slk_reply_invalid(req, "offset_ms", "offset_ms or freeze_at_ms must be an integer");
         return;
     }
-    slk_clock_set_offset_ms((int64_t)json_integer_value(offset));
+    if (offset != NULL)
+        slk_clock_set_offset_ms((int64_t)json_integer_value(offset));
+    if (freeze != NULL)
+        slk_clock_freeze_ms((int64_t)json_integer_value(freeze));
     json_decref(body);
     slk_reply_ok(req, 200, "Clock shifted", json_pack("{s:I}", "now_ms", (json_int_t)slk_clock_now_ms()));
 }
