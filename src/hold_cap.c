@@ -1,28 +1,132 @@
-/* Placeholder until the hold cap lands: every hold is admitted. */
+/*
+ * The per-student cap on live holds: lua/hold_cap.lua admits or refuses in
+ * one step against a sorted set of the student's live holds by expiry.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "slk/hold_cap.h"
+#include "slk/log.h"
+#include "slk/redis.h"
+#include "slk/scripts.h"
+#include "slk/timeutil.h"
+#include "slk/worker.h"
+
+/* "slk:stu:{" student "}:live" */
+#define CAP_KEY_MAX (16 + SLK_MAX_ID_LEN)
+#define CAP_UUID_MAX (SLK_MAX_ID_LEN + 1)
+
+struct cap_admit {
+    struct slk_worker *w;
+    slk_hold_cap_cb cb;
+    void *data;
+    int64_t now_ms;
+    char student[SLK_MAX_ID_LEN + 1];
+    char uuid[CAP_UUID_MAX];
+};
+
+static int cap_key(char *buf, const char *student)
+{
+    int n = snprintf(buf, CAP_KEY_MAX, "slk:stu:{%s}:live", student);
+    return n < 0 || n >= CAP_KEY_MAX ? SLK_EINVAL : n;
+}
+
+static void on_fired(void *data, redisReply *r, const char *err)
+{
+    const char *what = data;
+    if (err != NULL || r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_WARN, "hold cap not updated; the entry lapses with its hold", "op", what, "error",
+                err != NULL ? err : r->str, NULL);
+}
+
+static void fire(struct slk_worker *w, const char *what, int argc, const char **argv)
+{
+    int rc = slk_redis_command_argv(w->redis, on_fired, (void *)what, argc, argv, NULL);
+    if (rc != 0)
+        slk_log(SLK_LOG_WARN, "hold cap not updated; the entry lapses with its hold", "op", what, "error",
+                slk_strerror(rc), NULL);
+}
+
+static void on_admitted(void *data, redisReply *r, const char *err)
+{
+    struct cap_admit *a = data;
+    int rc = SLK_EUNAVAILABLE;
+    int64_t retry_ms = 0;
+    if (err != NULL) {
+        /* The script may still run once Redis answers: undo it behind it, so a 503 never costs the student a place. */
+        if (err == slk_redis_err_timeout || err == slk_redis_err_disconnected)
+            slk_hold_cap_forget(a->w, a->student, a->uuid);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        slk_log(SLK_LOG_ERROR, "hold cap not checked", "error", r->str, NULL);
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+               r->element[0]->integer == 1) {
+        rc = 0;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER) {
+        rc = SLK_EFULL;
+        retry_ms = r->element[1]->integer - a->now_ms;
+        if (retry_ms < 1)
+            retry_ms = 1;
+    } else {
+        slk_log(SLK_LOG_ERROR, "hold cap not checked", "error", "unexpected reply", NULL);
+    }
+    slk_hold_cap_cb cb = a->cb;
+    void *cb_data = a->data;
+    free(a);
+    cb(cb_data, rc, retry_ms);
+}
 
 int slk_hold_cap_admit(struct slk_worker *w, const char *student, const char *uuid, int64_t expires_ms,
                        slk_hold_cap_cb cb, void *data)
 {
-    (void)w;
-    (void)student;
-    (void)uuid;
-    (void)expires_ms;
-    cb(data, 0, 0);
-    return 0;
+    int cap = w->cfg->max_holds_per_student;
+    if (cap <= 0) {
+        cb(data, 0, 0);
+        return 0;
+    }
+    char key[CAP_KEY_MAX];
+    if (cap_key(key, student) < 0 || strlen(uuid) >= CAP_UUID_MAX)
+        return SLK_EINVAL;
+    struct cap_admit *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return SLK_ENOMEM;
+    a->w = w;
+    a->cb = cb;
+    a->data = data;
+    a->now_ms = slk_clock_now_ms();
+    snprintf(a->student, sizeof(a->student), "%s", student);
+    snprintf(a->uuid, sizeof(a->uuid), "%s", uuid);
+    char now[24], limit[16], expires[24];
+    snprintf(now, sizeof(now), "%" PRId64, a->now_ms);
+    snprintf(limit, sizeof(limit), "%d", cap);
+    snprintf(expires, sizeof(expires), "%" PRId64, expires_ms);
+    const char *keys[1] = {key};
+    const char *args[4] = {now, limit, uuid, expires};
+    int rc = slk_script_eval(w->redis, SLK_SCRIPT_HOLD_CAP, on_admitted, a, 1, keys, NULL, 4, args, NULL);
+    if (rc != 0)
+        free(a);
+    return rc;
 }
 
 void slk_hold_cap_forget(struct slk_worker *w, const char *student, const char *uuid)
 {
-    (void)w;
-    (void)student;
-    (void)uuid;
+    char key[CAP_KEY_MAX];
+    if (w->cfg->max_holds_per_student <= 0 || cap_key(key, student) < 0)
+        return;
+    const char *argv[3] = {"ZREM", key, uuid};
+    fire(w, "forget", 3, argv);
 }
 
 void slk_hold_cap_extend(struct slk_worker *w, const char *student, const char *uuid, int64_t expires_ms)
 {
-    (void)w;
-    (void)student;
-    (void)uuid;
-    (void)expires_ms;
+    char key[CAP_KEY_MAX], score[24];
+    if (w->cfg->max_holds_per_student <= 0 || cap_key(key, student) < 0)
+        return;
+    snprintf(score, sizeof(score), "%" PRId64, expires_ms);
+    const char *zadd[5] = {"ZADD", key, "XX", score, uuid};
+    fire(w, "extend", 5, zadd);
+    /* The key must outlive its latest entry; GT never shortens it for the others. */
+    const char *expire[4] = {"PEXPIREAT", key, score, "GT"};
+    fire(w, "extend", 4, expire);
 }

@@ -1,23 +1,627 @@
-/* Placeholder until the outbox lands. */
+/*
+ * Booking events that happen in Redis only (holds, their extensions,
+ * failures, cancellations and expiries) and their way into Postgres.
+ *
+ * Any worker records such an event with outbox_add.lua onto one Redis
+ * stream. Worker 0 moves the stream into booking_events in batches (the
+ * mover) and finds holds that lapsed unpaid (the expiry sweeper): nothing
+ * else notices an expiry, since a hold just stops existing when its keys
+ * time out. The dispatcher (outbox_dispatch.c) then delivers the rows.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outbox_internal.h"
+#include "slk/auth.h"
+#include "slk/booking.h"
+#include "slk/log.h"
 #include "slk/outbox.h"
+#include "slk/pg.h"
+#include "slk/redis.h"
+#include "slk/scripts.h"
+#include "slk/timeutil.h"
+#include "slk/worker.h"
+
+/* A payment in progress (record 'confirming') normally ends within the pin grace; check again until then. */
+#define CONFIRMING_RECHECK_MS 5000
+#define CONFIRMING_GRACE_MS 60000
+
+#define EVENT_FIELDS 11
+
+/* Recording */
+
+static bool is_redis_error(const redisReply *r, const char *err)
+{
+    return err != NULL || r == NULL || r->type == REDIS_REPLY_ERROR;
+}
+
+static const char *redis_error_text(const redisReply *r, const char *err)
+{
+    if (err != NULL)
+        return err;
+    return r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
+}
+
+static void on_recorded(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (is_redis_error(r, err))
+        slk_log(SLK_LOG_ERROR, "booking event not recorded", "error", redis_error_text(r, err), NULL);
+}
+
+/* The booking's status once the event happened. */
+static const char *status_after(const char *type)
+{
+    if (strcmp(type, "held") == 0 || strcmp(type, "extended") == 0)
+        return "payment_required";
+    return type;
+}
+
+static int record_eval(struct slk_redis *redis, const char *type, const struct slk_booking *b, const char *actor_id,
+                       const char *actor_role, slk_redis_cb cb, void *data)
+{
+    char at[24], start[24], end[24], expires[24], member[SLK_MAX_ID_LEN + 1 + 37];
+    snprintf(at, sizeof(at), "%" PRId64, slk_clock_now_ms());
+    snprintf(start, sizeof(start), "%" PRId64, b->start_ms);
+    snprintf(end, sizeof(end), "%" PRId64, b->end_ms);
+    snprintf(expires, sizeof(expires), "%" PRId64, b->hold_expires_ms);
+    snprintf(member, sizeof(member), "%s/%s", b->instructor, b->uuid);
+    /* A hold (or its extension) schedules the check that notices when it lapses unpaid. */
+    bool schedule = strcmp(type, "held") == 0 || strcmp(type, "extended") == 0;
+    const char *keys[2] = {SLK_OUTBOX_STREAM_KEY, SLK_OUTBOX_DUE_KEY};
+    const char *args[3 + 2 * EVENT_FIELDS] = {
+        SLK_OUTBOX_STREAM_MAXLEN,
+        schedule ? expires : "",
+        member,
+        "uuid",
+        b->uuid,
+        "instructor",
+        b->instructor,
+        "student",
+        b->student,
+        "type",
+        type,
+        "status",
+        status_after(type),
+        "actor",
+        actor_id != NULL ? actor_id : "",
+        "role",
+        actor_role != NULL ? actor_role : "system",
+        "at",
+        at,
+        "start",
+        start,
+        "end",
+        end,
+        "expires",
+        expires,
+    };
+    return slk_script_eval(redis, SLK_SCRIPT_OUTBOX_ADD, cb, data, 2, keys, NULL, (int)SLK_ARRAY_SIZE(args), args,
+                           NULL);
+}
 
 void slk_outbox_record(struct slk_worker *w, const char *type, const struct slk_booking *b, const char *actor_id,
                        const char *actor_role)
 {
-    (void)w;
-    (void)type;
-    (void)b;
-    (void)actor_id;
-    (void)actor_role;
+    int rc = record_eval(w->redis, type, b, actor_id, actor_role, on_recorded, NULL);
+    if (rc != 0)
+        slk_log(SLK_LOG_ERROR, "booking event not recorded", "booking", b->uuid, "type", type, "error",
+                slk_strerror(rc), NULL);
+}
+
+/* Lifetime of worker 0's state */
+
+void slk__outbox_ref(struct slk_outbox *o)
+{
+    o->refs++;
+}
+
+void slk__outbox_unref(struct slk_outbox *o)
+{
+    if (--o->refs > 0)
+        return;
+    slk_webhook_target_clear(&o->target);
+    free(o);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    slk__outbox_unref(h->data);
+}
+
+/* Mover: stream → booking_events, at least once (XDEL only after the INSERT committed; dedupe_key absorbs repeats). */
+
+struct move_batch {
+    struct slk_outbox *o;
+    size_t n;   /* stream entries read */
+    bool full;  /* a whole batch: more may be waiting */
+    char **ids; /* their stream ids, for XDEL */
+    json_t *rows;
+};
+
+static void move_start(struct slk_outbox *o);
+
+static void move_done(struct move_batch *m)
+{
+    struct slk_outbox *o = m->o;
+    bool again = m->full && !o->stopping;
+    for (size_t i = 0; i < m->n; i++)
+        free(m->ids[i]);
+    free(m->ids);
+    json_decref(m->rows);
+    free(m);
+    o->moving = false;
+    if (again)
+        move_start(o);
+    slk__outbox_unref(o);
+}
+
+static void on_moved_deleted(void *data, redisReply *r, const char *err)
+{
+    struct move_batch *m = data;
+    if (is_redis_error(r, err))
+        slk_log(SLK_LOG_WARN, "outbox stream entries not deleted (moved again later)", "error",
+                redis_error_text(r, err), NULL);
+    move_done(m);
+}
+
+static void delete_moved(struct move_batch *m)
+{
+    const char **argv = malloc((m->n + 2) * sizeof(*argv));
+    if (argv == NULL) {
+        move_done(m);
+        return;
+    }
+    argv[0] = "XDEL";
+    argv[1] = SLK_OUTBOX_STREAM_KEY;
+    for (size_t i = 0; i < m->n; i++)
+        argv[i + 2] = m->ids[i];
+    int rc = slk_redis_command_argv(m->o->w->redis, on_moved_deleted, m, (int)m->n + 2, argv, NULL);
+    free(argv);
+    if (rc != 0)
+        move_done(m);
+}
+
+static const char move_sql[] =
+    "INSERT INTO booking_events (booking_uuid, instructor_id, student_id, type, status, actor_id, actor_role, "
+    "occurred_at, data, dedupe_key) "
+    "SELECT e.uuid::uuid, e.instructor, e.student, e.type, e.status, NULLIF(e.actor, ''), "
+    "COALESCE(NULLIF(e.role, ''), 'system'), 'epoch'::timestamptz + e.at * interval '1 millisecond', "
+    "jsonb_strip_nulls(jsonb_build_object("
+    "'start', slk_rfc3339('epoch'::timestamptz + NULLIF(e.start, 0) * interval '1 millisecond'), "
+    "'end', slk_rfc3339('epoch'::timestamptz + NULLIF(e.\"end\", 0) * interval '1 millisecond'), "
+    "'hold_expires_at', CASE WHEN e.type IN ('held', 'extended') THEN "
+    "slk_rfc3339('epoch'::timestamptz + NULLIF(e.expires, 0) * interval '1 millisecond') END)), e.key "
+    "FROM jsonb_to_recordset($1::jsonb) AS e(ord int, uuid text, instructor text, student text, type text, "
+    "status text, actor text, role text, at bigint, start bigint, \"end\" bigint, expires bigint, key text) "
+    "ORDER BY e.ord ON CONFLICT (dedupe_key) DO NOTHING";
+
+static void on_moved(void *data, PGresult *res, const char *err)
+{
+    struct move_batch *m = data;
+    if (err != NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        if (err != slk_pg_err_shutdown)
+            slk_log(SLK_LOG_WARN, "outbox events not moved to postgres (retried)", "error",
+                    err != NULL ? err : PQresultErrorMessage(res), NULL);
+        move_done(m);
+        return;
+    }
+    delete_moved(m);
+}
+
+static const char *field(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
+            return v->str;
+    }
+    return NULL;
+}
+
+/*
+ * One-off events keep one row per booking whichever way they arrive (the
+ * 'held' of the bookings trigger included); repeatable ones (extended) are
+ * told apart by their stream entry.
+ */
+static void dedupe_key(char *out, size_t cap, const char *uuid, const char *type, const char *entry_id)
+{
+    if (strcmp(type, "extended") == 0)
+        snprintf(out, cap, "%s:%s:%s", uuid, type, entry_id);
+    else
+        snprintf(out, cap, "%s:%s", uuid, type);
+}
+
+/* A stream entry as a row for jsonb_to_recordset; NULL for an entry that can never be moved. */
+static json_t *entry_row(const redisReply *fields, const char *entry_id, int ord)
+{
+    const char *names[] = {"uuid", "instructor", "student", "type", "status", "actor", "role"};
+    const char *vals[SLK_ARRAY_SIZE(names)];
+    for (size_t i = 0; i < SLK_ARRAY_SIZE(names); i++) {
+        vals[i] = field(fields, names[i]);
+        if (vals[i] == NULL)
+            return NULL;
+    }
+    if (!slk_uuid_valid(vals[0], strlen(vals[0])) || strlen(vals[3]) > 32)
+        return NULL;
+    char key[128];
+    dedupe_key(key, sizeof(key), vals[0], vals[3], entry_id);
+    json_t *row = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "ord", ord, "uuid", vals[0], "instructor", vals[1],
+                            "student", vals[2], "type", vals[3], "status", vals[4], "actor", vals[5], "role", vals[6],
+                            "key", key);
+    const char *nums[] = {"at", "start", "end", "expires"};
+    for (size_t i = 0; row != NULL && i < SLK_ARRAY_SIZE(nums); i++) {
+        const char *v = field(fields, nums[i]);
+        json_object_set_new(row, nums[i], json_integer(v != NULL ? strtoll(v, NULL, 10) : 0));
+    }
+    return row;
+}
+
+static bool entry_ok(const redisReply *e)
+{
+    return e->type == REDIS_REPLY_ARRAY && e->elements == 2 && e->element[0]->type == REDIS_REPLY_STRING &&
+           e->element[1]->type == REDIS_REPLY_ARRAY;
+}
+
+static int collect_entries(struct move_batch *m, const redisReply *r)
+{
+    m->ids = calloc(r->elements, sizeof(*m->ids));
+    m->rows = json_array();
+    if (m->ids == NULL || m->rows == NULL)
+        return SLK_ENOMEM;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (!entry_ok(e))
+            return SLK_EPROTO;
+        m->ids[m->n] = strdup(e->element[0]->str);
+        if (m->ids[m->n] == NULL)
+            return SLK_ENOMEM;
+        m->n++;
+        json_t *row = entry_row(e->element[1], e->element[0]->str, (int)i);
+        if (row == NULL)
+            slk_log(SLK_LOG_ERROR, "damaged outbox stream entry dropped", "id", e->element[0]->str, NULL);
+        else if (json_array_append_new(m->rows, row) != 0)
+            return SLK_ENOMEM;
+    }
+    return 0;
+}
+
+static void on_range(void *data, redisReply *r, const char *err)
+{
+    struct move_batch *m = data;
+    if (is_redis_error(r, err) || r->type != REDIS_REPLY_ARRAY) {
+        if (err != slk_redis_err_disconnected && err != slk_redis_err_shutdown)
+            slk_log(SLK_LOG_WARN, "outbox stream not read", "error", redis_error_text(r, err), NULL);
+        move_done(m);
+        return;
+    }
+    if (r->elements == 0 || m->o->stopping) {
+        move_done(m);
+        return;
+    }
+    m->full = r->elements >= SLK_OUTBOX_MOVE_BATCH;
+    int rc = collect_entries(m, r);
+    if (rc != 0) {
+        slk_log(SLK_LOG_ERROR, "outbox stream not moved", "error", slk_strerror(rc), NULL);
+        m->full = false;
+        move_done(m);
+        return;
+    }
+    if (json_array_size(m->rows) == 0) {
+        delete_moved(m);
+        return;
+    }
+    char *rows = json_dumps(m->rows, JSON_COMPACT);
+    const char *params[1] = {rows};
+    rc = rows != NULL ? slk_pg_query(m->o->w->pg, move_sql, 1, params, on_moved, m) : SLK_ENOMEM;
+    free(rows);
+    if (rc != 0)
+        move_done(m);
+}
+
+static void move_start(struct slk_outbox *o)
+{
+    struct move_batch *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return;
+    m->o = o;
+    o->moving = true;
+    slk__outbox_ref(o);
+    char count[16];
+    snprintf(count, sizeof(count), "%d", SLK_OUTBOX_MOVE_BATCH);
+    const char *argv[6] = {"XRANGE", SLK_OUTBOX_STREAM_KEY, "-", "+", "COUNT", count};
+    if (slk_redis_command_argv(o->w->redis, on_range, m, 6, argv, NULL) != 0)
+        move_done(m);
+}
+
+static void on_move_tick(uv_timer_t *t)
+{
+    struct slk_outbox *o = t->data;
+    if (!o->moving && !o->stopping)
+        move_start(o);
+}
+
+/*
+ * Expiry sweeper: a hold that lapses unpaid just stops existing in Redis,
+ * so its 'expired' event comes from a check scheduled at its expiry. The
+ * check reads the record again, since the hold may have been paid,
+ * cancelled or extended since.
+ */
+
+struct due_check {
+    struct slk_outbox *o;
+    char member[SLK_MAX_ID_LEN + 1 + 37];
+    char instructor[SLK_MAX_ID_LEN + 1];
+    char uuid[37];
+    struct slk_booking b;
+    int64_t now;
+};
+
+static void check_done(struct due_check *c)
+{
+    struct slk_outbox *o = c->o;
+    slk_booking_clear(&c->b);
+    free(c);
+    o->sweeping--;
+    slk__outbox_unref(o);
+}
+
+static void on_due_updated(void *data, redisReply *r, const char *err)
+{
+    if (is_redis_error(r, err))
+        slk_log(SLK_LOG_WARN, "expiry check not updated (runs again)", "error", redis_error_text(r, err), NULL);
+    check_done(data);
+}
+
+/* score NULL: the check is finished; else it runs again at score. */
+static void due_update(struct due_check *c, const char *score)
+{
+    const char *zadd[4] = {"ZADD", SLK_OUTBOX_DUE_KEY, score, c->member};
+    const char *zrem[3] = {"ZREM", SLK_OUTBOX_DUE_KEY, c->member};
+    int rc = score != NULL ? slk_redis_command_argv(c->o->w->redis, on_due_updated, c, 4, zadd, NULL)
+                           : slk_redis_command_argv(c->o->w->redis, on_due_updated, c, 3, zrem, NULL);
+    if (rc != 0)
+        check_done(c);
+}
+
+static void due_again_at(struct due_check *c, int64_t at)
+{
+    char score[24];
+    snprintf(score, sizeof(score), "%" PRId64, at);
+    due_update(c, score);
+}
+
+static void on_expired_recorded(void *data, redisReply *r, const char *err)
+{
+    struct due_check *c = data;
+    if (is_redis_error(r, err)) {
+        slk_log(SLK_LOG_WARN, "expired event not recorded (retried)", "booking", c->uuid, "error",
+                redis_error_text(r, err), NULL);
+        check_done(c); /* the member's lease brings it back */
+        return;
+    }
+    due_update(c, NULL);
+}
+
+static void on_units_touched(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    (void)r;
+    (void)err;
+}
+
+/*
+ * Reading a key whose TTL passed makes Redis expire it at once (and send the
+ * keyspace notification SSE clients wait for). Redis' own sampling may take
+ * many seconds to find one lapsed key among thousands of live holds.
+ */
+static void touch_units(struct due_check *c)
+{
+    char **units = slk_booking_unit_keys(c->b.instructor, c->b.units_first_min, c->b.unit_minutes, c->b.unit_count);
+    const char **argv = units != NULL ? malloc((1 + (size_t)c->b.unit_count) * sizeof(char *)) : NULL;
+    if (argv != NULL) {
+        argv[0] = "EXISTS";
+        memcpy(&argv[1], units, (size_t)c->b.unit_count * sizeof(char *));
+        if (slk_redis_command_argv(c->o->w->redis, on_units_touched, NULL, 1 + c->b.unit_count, argv, NULL) != 0)
+            slk_log(SLK_LOG_DEBUG, "lapsed hold units not touched", "booking", c->uuid, NULL);
+    }
+    free(argv);
+    free(units);
+}
+
+static void record_expired(struct due_check *c)
+{
+    touch_units(c);
+    if (record_eval(c->o->w->redis, "expired", &c->b, "system", "system", on_expired_recorded, c) != 0)
+        check_done(c);
+}
+
+/* A record still 'confirming' long after its expiry: expired unless Postgres has the booking. */
+static void on_confirming_checked(void *data, PGresult *res, const char *err)
+{
+    struct due_check *c = data;
+    if (err != NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        check_done(c);
+        return;
+    }
+    if (PQntuples(res) > 0)
+        due_update(c, NULL);
+    else
+        record_expired(c);
+}
+
+static void check_confirming(struct due_check *c)
+{
+    if (c->now < c->b.hold_expires_ms + CONFIRMING_GRACE_MS) {
+        due_again_at(c, c->now + CONFIRMING_RECHECK_MS);
+        return;
+    }
+    const char *params[1] = {c->uuid};
+    if (slk_pg_query(c->o->w->pg, "SELECT 1 FROM bookings WHERE uuid = $1", 1, params, on_confirming_checked, c) != 0)
+        check_done(c);
+}
+
+static void on_due_record(void *data, redisReply *r, const char *err)
+{
+    struct due_check *c = data;
+    if (is_redis_error(r, err) || c->o->stopping) {
+        check_done(c);
+        return;
+    }
+    int rc = slk_booking_from_hash(&c->b, r);
+    if (rc != 0 || c->b.in_pg) {
+        due_update(c, NULL); /* gone (retention), damaged, or Postgres owns it and its trigger tells */
+        return;
+    }
+    if (strcmp(c->b.status, "payment_required") == 0) {
+        if (c->b.hold_expires_ms <= c->now)
+            record_expired(c);
+        else
+            due_again_at(c, c->b.hold_expires_ms); /* extended */
+        return;
+    }
+    if (strcmp(c->b.status, "confirming") == 0) {
+        check_confirming(c);
+        return;
+    }
+    if (strcmp(c->b.status, "expired") == 0) {
+        record_expired(c); /* a late payment found its time taken (pin.lua) */
+        return;
+    }
+    due_update(c, NULL); /* paid, cancelled or failed: someone else recorded it */
+}
+
+static void check_start(struct slk_outbox *o, const char *member, size_t len, int64_t now)
+{
+    const char *slash = memchr(member, '/', len);
+    size_t ilen = slash != NULL ? (size_t)(slash - member) : 0;
+    if (slash == NULL || ilen == 0 || ilen > SLK_MAX_ID_LEN || len - ilen - 1 != 36) {
+        slk_log(SLK_LOG_WARN, "damaged expiry check dropped", NULL);
+        return;
+    }
+    struct due_check *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->o = o;
+    c->now = now;
+    memcpy(c->member, member, len);
+    memcpy(c->instructor, member, ilen);
+    memcpy(c->uuid, slash + 1, 36);
+    slk_booking_init(&c->b);
+    o->sweeping++;
+    slk__outbox_ref(o);
+    char key[SLK_KEY_MAX];
+    const char *argv[2] = {"HGETALL", key};
+    slk_key_booking(key, c->instructor, c->uuid);
+    if (slk_redis_command_argv(o->w->redis, on_due_record, c, 2, argv, NULL) != 0)
+        check_done(c);
+}
+
+struct sweep {
+    struct slk_outbox *o;
+    int64_t now;
+};
+
+static void on_due(void *data, redisReply *r, const char *err)
+{
+    struct sweep *s = data;
+    struct slk_outbox *o = s->o;
+    if (is_redis_error(r, err) || r->type != REDIS_REPLY_ARRAY) {
+        if (err != slk_redis_err_disconnected && err != slk_redis_err_shutdown)
+            slk_log(SLK_LOG_WARN, "expiry checks not read", "error", redis_error_text(r, err), NULL);
+    } else if (!o->stopping) {
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING)
+                check_start(o, r->element[i]->str, r->element[i]->len, s->now);
+    }
+    free(s);
+    o->sweeping--;
+    slk__outbox_unref(o);
+}
+
+static void on_sweep_tick(uv_timer_t *t)
+{
+    struct slk_outbox *o = t->data;
+    if (o->sweeping > 0 || o->stopping)
+        return;
+    struct sweep *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return;
+    s->o = o;
+    s->now = slk_clock_now_ms();
+    char now[24], lease[24], limit[16];
+    snprintf(now, sizeof(now), "%" PRId64, s->now);
+    snprintf(lease, sizeof(lease), "%" PRId64, s->now + SLK_OUTBOX_DUE_LEASE_MS);
+    snprintf(limit, sizeof(limit), "%d", SLK_OUTBOX_SWEEP_BATCH);
+    const char *keys[1] = {SLK_OUTBOX_DUE_KEY};
+    const char *args[3] = {now, lease, limit};
+    o->sweeping++;
+    slk__outbox_ref(o);
+    if (slk_script_eval(o->w->redis, SLK_SCRIPT_OUTBOX_DUE, on_due, s, 1, keys, NULL, 3, args, NULL) != 0) {
+        free(s);
+        o->sweeping--;
+        slk__outbox_unref(o);
+    }
+}
+
+/* Start and stop */
+
+static void timer_start(struct slk_outbox *o, uv_timer_t *t, uv_timer_cb cb, uint64_t every_ms)
+{
+    uv_timer_init(&o->w->loop, t);
+    t->data = o;
+    slk__outbox_ref(o);
+    uv_timer_start(t, cb, every_ms, every_ms);
 }
 
 int slk_outbox_start(struct slk_worker *w)
 {
-    (void)w;
+    struct slk_outbox *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return SLK_ENOMEM;
+    o->w = w;
+    o->refs = 1;
+    const struct slk_config *cfg = w->cfg;
+    if (cfg->webhook_url != NULL) {
+        int rc = slk_webhook_target_parse(&o->target, cfg->webhook_url);
+        if (rc != 0) {
+            slk_log(SLK_LOG_ERROR, "WEBHOOK_URL not usable: events are only recorded", NULL);
+            free(o);
+            return rc;
+        }
+        const char *secret = cfg->events_secret != NULL ? cfg->events_secret : cfg->webhook_secret;
+        o->secret = (const unsigned char *)secret;
+        o->secret_len = strlen(secret);
+        o->dispatch_enabled = true;
+    }
+    timer_start(o, &o->mover_timer, on_move_tick, SLK_OUTBOX_MOVE_MS);
+    timer_start(o, &o->sweep_timer, on_sweep_tick, SLK_OUTBOX_SWEEP_MS);
+    if (o->dispatch_enabled)
+        timer_start(o, &o->dispatch_timer, slk__outbox_dispatch_tick, SLK_OUTBOX_DISPATCH_MS);
+    w->outbox = o;
     return 0;
+}
+
+static void timer_close(uv_timer_t *t)
+{
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, on_timer_closed);
 }
 
 void slk_outbox_stop(struct slk_worker *w)
 {
-    (void)w;
+    struct slk_outbox *o = w->outbox;
+    if (o == NULL)
+        return;
+    w->outbox = NULL;
+    o->stopping = true;
+    timer_close(&o->mover_timer);
+    timer_close(&o->sweep_timer);
+    if (o->dispatch_enabled)
+        timer_close(&o->dispatch_timer);
+    slk__outbox_dispatch_abort(o);
+    slk__outbox_unref(o);
 }

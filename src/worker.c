@@ -6,6 +6,7 @@
 #include "slk/http.h"
 #include "slk/instructor.h"
 #include "slk/log.h"
+#include "slk/outbox.h"
 #include "slk/pg.h"
 #include "slk/pubsub.h"
 #include "slk/redis.h"
@@ -99,6 +100,7 @@ static void close_handles(struct slk_worker *w)
 static void close_all(struct slk_worker *w)
 {
     close_handles(w);
+    slk_outbox_stop(w);
     slk_events_close(w->events);
     w->events = NULL;
     slk_pubsub_close(w->pubsub);
@@ -129,6 +131,8 @@ static void on_stop(uv_async_t *a)
         return;
     w->draining = true;
     slk_http_server_stop_accepting(w->http);
+    /* Deliveries in flight are abandoned: their events stay leased and are sent again after a restart. */
+    slk_outbox_stop(w);
     slk_events_end_streams(w->events); /* streams never finish by themselves */
     w->drain_deadline = uv_now(&w->loop) + w->cfg->drain_timeout_ms;
     uv_timer_start(&w->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
@@ -151,6 +155,9 @@ int slk_worker_start(struct slk_worker *w)
     slk_redis_connect(w->redis);
     slk_pg_pool_start(w->pg);
     slk_pubsub_start(w->pubsub);
+    /* One loop is enough for the background work of the outbox; more would only contend for the same rows. */
+    if (w->id == 0 && slk_outbox_start(w) != 0)
+        return SLK_EINVAL;
     if (uv_thread_create(&w->thread, run, w) != 0)
         return SLK_ENOMEM;
     w->started = true;
@@ -172,6 +179,7 @@ void slk_worker_join(struct slk_worker *w)
 void slk_worker_free(struct slk_worker *w)
 {
     close_handles(w);
+    slk_outbox_stop(w);
     slk_events_close(w->events);
     w->events = NULL;
     slk_pubsub_close(w->pubsub);

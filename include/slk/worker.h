@@ -19,6 +19,7 @@ struct slk_instructor_cache;
 struct slk_token_cache;
 struct slk_events;
 struct slk_pubsub;
+struct slk_outbox;
 
 struct slk_worker {
     int id;
@@ -35,6 +36,7 @@ struct slk_worker {
     struct slk_token_cache *tokens;
     struct slk_events *events; /* SSE clients of this loop */
     struct slk_pubsub *pubsub; /* their feed from Redis */
+    struct slk_outbox *outbox; /* worker 0 only: moves, checks and delivers booking events; NULL elsewhere */
     int listen_fd;
     uint64_t drain_deadline; /* loop time (ms) after which a drain stops waiting */
     bool draining;

@@ -1,7 +1,8 @@
 /*
- * POST /api/v1/bookings: validate, then take the hold with one call of
- * lua/hold.lua. Postgres is never touched here (R-HOLD), except to load an
- * instructor Redis does not know yet.
+ * POST /api/v1/bookings: validate, admit the hold under the student's cap
+ * (hold_cap.h), then take it with one call of lua/hold.lua. Postgres is
+ * never touched here (R-HOLD), except to load an instructor Redis does not
+ * know yet.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -12,9 +13,11 @@
 #include "handlers/handlers_internal.h"
 #include "slk/auth.h"
 #include "slk/booking.h"
+#include "slk/hold_cap.h"
 #include "slk/instructor_store.h"
 #include "slk/log.h"
 #include "slk/metrics.h"
+#include "slk/outbox.h"
 #include "slk/redis.h"
 #include "slk/response.h"
 #include "slk/routes.h"
@@ -36,10 +39,15 @@ struct create_op {
     struct time_input start_in, end_in;
     int attempts;
     char **unit_keys;
+    int64_t ins_version; /* the settings the request was validated against */
+    bool capped;         /* counted against the student's cap (hold_cap.h) until granted or given back */
 };
 
+/* A hold that ends here without being granted must not keep its place under the student's cap. */
 static void create_op_free(struct create_op *op)
 {
+    if (op->capped)
+        slk_hold_cap_forget(op->req->worker, op->b.student, op->b.uuid);
     slk_booking_clear(&op->b);
     free(op->unit_keys);
     free(op);
@@ -292,11 +300,11 @@ struct hold_args {
     const char *argv[6 + 2 * HOLD_FIELDS];
 };
 
-static int eval_hold(struct create_op *op, const struct slk_instructor *ins)
+static int eval_hold(struct create_op *op)
 {
     const struct slk_booking *b = &op->b;
     struct hold_args a;
-    snprintf(a.ver, sizeof(a.ver), "%" PRId64, ins->version);
+    snprintf(a.ver, sizeof(a.ver), "%" PRId64, op->ins_version);
     snprintf(a.expires, sizeof(a.expires), "%" PRId64, b->hold_expires_ms);
     snprintf(a.record_expires, sizeof(a.record_expires), "%" PRId64, b->hold_expires_ms + SLK_RETENTION_MS);
     snprintf(a.start, sizeof(a.start), "%" PRId64, b->start_ms);
@@ -358,6 +366,52 @@ static int eval_hold(struct create_op *op, const struct slk_instructor *ins)
     return rc;
 }
 
+static void send_hold(struct create_op *op)
+{
+    int rc = send_index(op);
+    if (rc == 0)
+        rc = eval_hold(op);
+    if (rc != 0)
+        fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
+}
+
+static void reply_capped(struct create_op *op, int64_t retry_ms)
+{
+    struct slk_request *req = op->req;
+    int cap = req->worker->cfg->max_holds_per_student;
+    char seconds[24], message[128];
+    snprintf(seconds, sizeof(seconds), "%" PRId64, (retry_ms + 999) / 1000);
+    snprintf(message, sizeof(message), "The student already has %d live holds; pay for or cancel one first", cap);
+    create_op_free(op);
+    slk_metrics_hold(SLK_HOLD_REJECTED);
+    if (slk_response_header(req, "Retry-After", seconds) != 0) {
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+        return;
+    }
+    slk_reply_error(req, 429, "rate_limited", message,
+                    json_pack("{s:i, s:I}", "limit", cap, "retry_after_ms", (json_int_t)retry_ms));
+}
+
+/*
+ * The cap is checked in its own step, before the hold: the student's keys
+ * live in another Cluster slot than the instructor's (R-HOLD). Its admission
+ * is given back by create_op_free if the hold is then not granted.
+ */
+static void on_admitted(void *data, int rc, int64_t retry_ms)
+{
+    struct create_op *op = data;
+    if (rc == SLK_EFULL) {
+        reply_capped(op, retry_ms);
+        return;
+    }
+    if (rc != 0) {
+        fail_backend(op, SLK_EUNAVAILABLE, "redis");
+        return;
+    }
+    op->capped = true;
+    send_hold(op);
+}
+
 static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
 {
     int64_t now = slk_clock_now_ms();
@@ -375,9 +429,8 @@ static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
         fail_backend(op, SLK_ENOMEM, "hold");
         return;
     }
-    int rc = send_index(op);
-    if (rc == 0)
-        rc = eval_hold(op, &e->ins);
+    op->ins_version = e->ins.version;
+    int rc = slk_hold_cap_admit(op->req->worker, op->b.student, op->b.uuid, op->b.hold_expires_ms, on_admitted, op);
     if (rc != 0)
         fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
 }
@@ -391,6 +444,8 @@ static void reply_created(struct create_op *op, int64_t fence)
     extend_index(op);
     list_for_student(op);
     json_t *data = slk_booking_to_json(&op->b, slk_clock_now_ms());
+    slk_outbox_record(req->worker, "held", &op->b, req->user_sub, slk_role_name((enum slk_role)req->user_role));
+    op->capped = false; /* granted: the place is taken until the hold ends (payment, cancel, expiry) */
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_GRANTED);
     if (data == NULL || slk_response_header(req, "Location", location) != 0) {

@@ -363,6 +363,9 @@ static void test_bad_header_bytes(void **state)
     assert_int_equal(parse_status_bytewise(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX:\r\n \t b\r\n\r\n"), 400);
     assert_int_equal(parse_status_bytewise(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX: a \t b\r\nY:  c\r\n\r\n"),
                      200);
+    /* Empty values are legal (RFC 9110 5.5) and are not folds. */
+    assert_int_equal(parse_status_str(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX:\r\nY: \r\n\r\n"), 200);
+    assert_int_equal(parse_status_bytewise(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX:\r\nY: \t\r\n\r\n"), 200);
     assert_int_equal(parse_status_bytewise(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n"), 400);
     /* Control characters in a value, NUL included. */
     assert_int_equal(parse_status_str(&default_limits, "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01z\r\n\r\n"), 400);

@@ -1,0 +1,334 @@
+"""Abuse caps (R-HOLD, OWASP API6): live holds per student, and a token
+bucket rate limit per client."""
+
+import math
+import os
+import threading
+import time
+import urllib.parse
+
+from harness import (RedisProc, Server, check, eq, expect_error, expect_ok, parse_ts, resp_command, slot, timeout, uid,
+                     utcnow, wait_until)
+
+
+class DefaultCapsServer(Server):
+    """A server that sees no MAX_HOLDS_PER_STUDENT at all, so its default applies."""
+
+    def env(self):
+        e = super().env()
+        e.pop("MAX_HOLDS_PER_STUDENT", None)
+        return e
+
+
+def redis_port():
+    url = urllib.parse.urlparse(os.environ["REDIS_URL"])
+    return url.port or 6379
+
+
+def redis(*args):
+    return resp_command(redis_port(), *args)
+
+
+def live_count(student):
+    """Entries of the student's live-hold set (expired ones included until the next admission)."""
+    return int(redis("ZCARD", f"slk:stu:{{{student}}}:live"))
+
+
+def listed_holds(student):
+    return int(redis("ZCARD", f"slk:stu:{{{student}}}:holds"))
+
+
+def expect_capped(resp, cap):
+    """429 rate_limited for the hold cap; returns (retry_after_ms, Retry-After seconds)."""
+    details = expect_error(resp, 429, "rate_limited")
+    eq(details.get("limit"), cap, f"details.limit of {resp}")
+    ms = details.get("retry_after_ms")
+    check(isinstance(ms, int) and ms >= 1, f"details.retry_after_ms {ms!r}: {resp}")
+    ra = resp.header("retry-after")
+    check(ra is not None and ra.isdigit(), f"Retry-After {ra!r} must be whole seconds: {resp}")
+    eq(int(ra), max(1, math.ceil(ms / 1000)), f"Retry-After vs retry_after_ms {ms} of {resp}")
+    return ms, int(ra)
+
+
+def ms_between(a, b):
+    return (b - a).total_seconds() * 1000
+
+
+# --------------------------------------------------------------------------
+# Live holds per student
+
+
+@timeout(60)
+def test_sixth_hold_refused_until_one_ends():
+    with Server(env={"MAX_HOLDS_PER_STUDENT": "5"}, name="caps5") as srv:
+        ins = srv.put_instructor()
+        stu, other = uid("stu"), uid("stu")
+        holds = [srv.hold(ins, *slot(7, 8 + i), student=stu) for i in range(5)]
+        earliest = min(parse_ts(h.data["hold_expires_at"]) for h in holds)
+
+        before = utcnow()
+        r = srv.try_hold(ins, *slot(7, 14), student=stu)
+        after = utcnow()
+        ms, ra = expect_capped(r, 5)
+        # The wait is the earliest hold's remaining life, as seen at the refusal.
+        lo, hi = ms_between(after, earliest) - 5, ms_between(before, earliest) + 5
+        check(lo <= ms <= hi, f"retry_after_ms {ms} not within [{lo:.0f}, {hi:.0f}] (earliest hold {earliest})")
+        check(1790 <= ra <= 1800, f"Retry-After {ra} s, expected about the default hold_seconds 1800")
+
+        # The refused hold took nothing: its slot is free for someone else, who is not capped either.
+        srv.hold(ins, *slot(7, 14), student=other)
+        for i in range(4):
+            srv.hold(ins, *slot(8, 8 + i), student=other)
+        eq(live_count(stu), 5, "live holds counted for the capped student")
+
+        # Cancelling one hold gives its place back, exactly one.
+        expect_ok(srv.action(holds[0].uuid, "cancel", holds[0].student_token), 200)
+        srv.hold(ins, *slot(7, 15), student=stu)
+        expect_capped(srv.try_hold(ins, *slot(7, 16), student=stu), 5)
+
+        # So does paying for one: a confirmed booking is no longer a live hold.
+        holds[1].confirm()
+        srv.hold(ins, *slot(7, 16), student=stu)
+        expect_capped(srv.try_hold(ins, *slot(7, 17), student=stu), 5)
+
+
+@timeout(60)
+def test_refused_hold_does_not_count():
+    with Server(env={"MAX_HOLDS_PER_STUDENT": "2"}, name="caps2") as srv:
+        ins = srv.put_instructor()
+        stu, other = uid("stu"), uid("stu")
+        srv.hold(ins, *slot(7, 8), student=stu)
+        srv.hold(ins, *slot(7, 9), student=other)
+        for _ in range(4):
+            expect_error(srv.try_hold(ins, *slot(7, 9), student=stu), 409, "slot_unavailable")
+        eq(live_count(stu), 1, "live holds after refused attempts")
+        srv.hold(ins, *slot(7, 10), student=stu)
+        expect_capped(srv.try_hold(ins, *slot(7, 11), student=stu), 2)
+        eq(live_count(stu), 2, "live holds at the cap")
+
+
+@timeout(60)
+def test_invalid_hold_does_not_count():
+    with Server(env={"MAX_HOLDS_PER_STUDENT": "1"}, name="caps1") as srv:
+        ins = srv.put_instructor()
+        stu = uid("stu")
+        start, _ = slot(7, 8)
+        for _ in range(3):
+            expect_error(srv.try_hold(ins, start, start, student=stu), 422, "validation_failed")
+        expect_error(srv.try_hold(uid("nosuch"), *slot(7, 8), student=stu), 404)
+        srv.hold(ins, *slot(7, 8), student=stu)
+        expect_capped(srv.try_hold(ins, *slot(7, 9), student=stu), 1)
+
+
+@timeout(60)
+def test_expired_holds_free_the_cap():
+    with Server(env={"MAX_HOLDS_PER_STUDENT": "2"}, name="caps-exp") as srv:
+        short, long = srv.put_instructor(hold_seconds=2), srv.put_instructor()
+        stu = uid("stu")
+        brief = srv.hold(short, *slot(7, 8), student=stu)
+        srv.hold(long, *slot(7, 8), student=stu)
+        ms, ra = expect_capped(srv.try_hold(long, *slot(7, 12), student=stu), 2)
+        check(ms <= 2000 and ra <= 2, f"retry_after_ms {ms} / Retry-After {ra}: the 2 s hold lapses first")
+
+        def admitted():
+            r = srv.try_hold(long, *slot(7, 12), student=stu)
+            if r.status == 429:
+                return False
+            expect_ok(r, 201)
+            return utcnow()
+
+        # Nobody cancels or pays: the short hold's place comes back by its expiry alone.
+        when = wait_until(admitted, 10, interval=0.2, what="a hold admitted once the 2 s hold expired")
+        lapsed = parse_ts(brief.data["hold_expires_at"])
+        check(when >= lapsed, f"admitted at {when}, before the short hold expired at {lapsed}")
+        eq(brief.get().get("status"), "expired", "status of the lapsed hold")
+        # The long hold still counts: the cap holds again, now for about its 30 minutes.
+        ms, ra = expect_capped(srv.try_hold(long, *slot(7, 13), student=stu), 2)
+        check(1700 <= ra <= 1800, f"Retry-After {ra} s, expected the long hold's remaining life")
+
+
+@timeout(60)
+def test_default_cap_is_five():
+    with DefaultCapsServer(name="caps-default") as srv:
+        check("MAX_HOLDS_PER_STUDENT" not in srv.env(), "the test server must not set MAX_HOLDS_PER_STUDENT")
+        ins = srv.put_instructor()
+        stu = uid("stu")
+        for i in range(5):
+            srv.hold(ins, *slot(7, 8 + i), student=stu)
+        expect_capped(srv.try_hold(ins, *slot(7, 14), student=stu), 5)
+
+
+@timeout(90)
+def test_concurrent_holds_admit_exactly_the_cap():
+    with Server(env={"MAX_HOLDS_PER_STUDENT": "5"}, name="caps-race") as srv:
+        ins = srv.put_instructor()
+        stu = uid("stu")
+        token = srv.token(stu, "student")
+        slots = [slot(7, h) for h in range(20)]
+        eq(len(slots), 20, "slots")
+        clients = [srv.client() for _ in slots]
+        for c in clients:
+            c.connect()
+        results = [None] * len(slots)
+        gate = threading.Barrier(len(slots))
+
+        def run(i):
+            body = srv.booking_body(ins, slots[i][0], slots[i][1], student=stu)
+            gate.wait(10)
+            results[i] = clients[i].post("/api/v1/bookings", body, token=token)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(slots))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for c in clients:
+            c.close()
+        check(all(r is not None for r in results), "some hold requests did not finish")
+        granted = [i for i, r in enumerate(results) if r.status == 201]
+        refused = [i for i, r in enumerate(results) if r.status != 201]
+        eq(len(granted), 5, f"holds granted out of 20 concurrent ones: {[str(r) for r in results]}")
+        for i in refused:
+            expect_capped(results[i], 5)
+        eq(live_count(stu), 5, "live holds in Redis for the student")
+        eq(listed_holds(stu), 5, "holds listed for the student in Redis")
+        # The refused requests took no units: other students can hold each of those slots.
+        for n, i in enumerate(refused):
+            srv.hold(ins, *slots[i], student=f"{stu}-o{n // 5}")
+
+
+@timeout(90)
+def test_hold_refused_by_slow_redis_keeps_no_place():
+    # The cap check timed out (503): if it ran late, once Redis answered
+    # again, the student must still not have lost a place to it.
+    redis_proc = RedisProc().start()
+    try:
+        env = {"MAX_HOLDS_PER_STUDENT": "1", "REDIS_TIMEOUT_MS": "300"}
+        with Server(redis_url=redis_proc.url, env=env, name="caps-slow") as srv:
+            ins = srv.put_instructor()
+            stu = uid("stu")
+            srv.token(stu, "student")
+            redis_proc.pause()
+            try:
+                expect_error(srv.try_hold(ins, *slot(7, 8), student=stu), 503, "unavailable")
+            finally:
+                redis_proc.resume()
+
+            def held():
+                r = srv.try_hold(ins, *slot(7, 9), student=stu)
+                if r.status == 503:
+                    return False
+                expect_ok(r, 201)
+                return True
+
+            wait_until(held, 10, interval=0.2, what="a hold once Redis is back")
+            expect_capped(srv.try_hold(ins, *slot(7, 10), student=stu), 1)
+            eq(redis_proc.command("ZCARD", f"slk:stu:{{{stu}}}:live"), "1", "live holds counted")
+    finally:
+        redis_proc.stop()
+
+
+# --------------------------------------------------------------------------
+# Rate limit per client
+
+
+def get_status_burst(client, path, token, n):
+    return [client.get(path, token=token) for _ in range(n)]
+
+
+@timeout(60)
+def test_rate_limit_token_bucket():
+    with Server(env={"RATE_LIMIT_PER_SECOND": "5", "RATE_LIMIT_BURST": "5"}, name="rate") as srv:
+        ins = srv.put_instructor()
+        path = f"/api/v1/instructors/{ins}"
+        sub, other = uid("stu"), uid("stu")
+        tok, other_tok = srv.token(sub, "student"), srv.token(other, "student")
+        with srv.client() as c:
+            t0 = time.monotonic()
+            rs = get_status_burst(c, path, tok, 20)
+            elapsed = time.monotonic() - t0
+            for r in rs[:5]:
+                expect_ok(r, 200)
+            passed = sum(1 for r in rs if r.status == 200)
+            # A full bucket of 5, plus whatever refilled at 5/s while the burst ran.
+            allowed = 5 + math.floor(elapsed * 5) + 1
+            check(passed <= allowed, f"{passed} of 20 passed in {elapsed:.2f} s; at most {allowed} may")
+            limited = [r for r in rs if r.status != 200]
+            check(limited, "no request was limited")
+            for r in limited:
+                details = expect_error(r, 429, "rate_limited")
+                ms = details.get("retry_after_ms")
+                check(isinstance(ms, int) and 1 <= ms <= 200, f"retry_after_ms {ms!r} (one token takes 200 ms)")
+                eq(r.header("retry-after"), "1", f"Retry-After of {r}")
+
+            # Another client has its own bucket.
+            expect_ok(c.get(path, token=other_tok), 200)
+            # So does the same id under another role.
+            expect_ok(c.get(path, token=srv.token(sub, "instructor")), 200)
+
+            # Idle clients cost nothing: the bucket lives only until it would be full again.
+            pttl = int(redis("PTTL", f"slk:rl:{{student:{sub}}}"))
+            check(0 < pttl <= 1001, f"PTTL of the bucket {pttl} ms, expected at most the 1 s a full refill takes")
+
+            # Tokens come back in proportion to the time passed (5/s: at least 2 within 0.45 s)...
+            time.sleep(0.45)
+            for r in get_status_burst(c, path, tok, 2):
+                expect_ok(r, 200)
+            # ... and after a full refill period a whole burst passes again.
+            time.sleep(1.1)
+            for r in get_status_burst(c, path, tok, 5):
+                expect_ok(r, 200)
+            wait_until(lambda: c.get(path, token=tok).status == 429, 5, interval=0,
+                       what="limited again after a second burst")
+            wait_until(lambda: c.get(path, token=tok).status == 200, 5, interval=0.05,
+                       what="a token back within a bounded wait")
+
+
+@timeout(60)
+def test_rate_limit_spares_probes_and_payment_callbacks():
+    with Server(env={"RATE_LIMIT_PER_SECOND": "1", "RATE_LIMIT_BURST": "1"}, name="rate-spare") as srv:
+        ins = srv.put_instructor()
+        stu = uid("stu")
+        h = srv.hold(ins, *slot(7, 8), student=stu)
+        expect_error(srv.try_hold(ins, *slot(7, 9), student=stu), 429, "rate_limited")
+        with srv.client() as c:
+            for _ in range(30):
+                eq(c.get("/livez").status, 200, "/livez under a 1/s limit")
+            # The payment engine retries on its own schedule: never limited.
+            statuses = [srv.callback(uid("nobooking"), "failed", client=c).status for _ in range(10)]
+            check(429 not in statuses and len(set(statuses)) == 1, f"payment callbacks: {statuses}")
+            expect_ok(srv.callback(h.uuid, "succeeded", client=c), 200)
+            expect_ok(srv.callback(h.uuid, "succeeded", client=c), 200)
+
+
+@timeout(90)
+def test_rate_limit_fails_open_when_redis_is_slow():
+    # The limiter guards; it must not take down what works without Redis
+    # (instructor settings are read from Postgres).
+    redis_proc = RedisProc().start()
+    try:
+        env = {"RATE_LIMIT_PER_SECOND": "5", "RATE_LIMIT_BURST": "5", "REDIS_TIMEOUT_MS": "300"}
+        with Server(redis_url=redis_proc.url, env=env, name="rate-open") as srv:
+            ins = srv.put_instructor()
+            tok = srv.token(uid("stu"), "student")
+            redis_proc.pause()
+            try:
+                with srv.client() as c:
+                    for _ in range(8):
+                        expect_ok(c.get(f"/api/v1/instructors/{ins}", token=tok), 200)
+            finally:
+                redis_proc.resume()
+    finally:
+        redis_proc.stop()
+
+
+@timeout(60)
+def test_rate_limit_zero_disables():
+    with Server(env={"RATE_LIMIT_PER_SECOND": "0", "RATE_LIMIT_BURST": "1"}, name="rate-off") as srv:
+        ins = srv.put_instructor()
+        sub = uid("stu")
+        tok = srv.token(sub, "student")
+        with srv.client() as c:
+            for r in get_status_burst(c, f"/api/v1/instructors/{ins}", tok, 30):
+                expect_ok(r, 200)
+        eq(redis("EXISTS", f"slk:rl:{{student:{sub}}}"), "0", "a bucket key with the limit disabled")
