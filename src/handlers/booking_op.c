@@ -66,6 +66,16 @@ void bop_invalid_transition(struct bop *op)
               json_pack("{s:s}", "status", status));
 }
 
+bool bop_take_row(struct bop *op, const PGresult *res)
+{
+    slk_booking_clear(&op->b);
+    if (slk_booking_from_pg(&op->b, res, 0) != 0) {
+        bop_backend(op, SLK_EPROTO, "postgres");
+        return false;
+    }
+    return true;
+}
+
 void bop_policy_violation(struct bop *op, const char *rule, const char *message, const char *time_field, int64_t at_ms)
 {
     char at[32];
@@ -96,11 +106,8 @@ static void on_pg_booking(void *data, PGresult *res, const char *err)
         bop_error(op, 404, "not_found", "No such booking", NULL);
         return;
     }
-    slk_booking_clear(&op->b);
-    if (slk_booking_from_pg(&op->b, res, 0) != 0) {
-        bop_backend(op, SLK_EPROTO, "postgres");
+    if (!bop_take_row(op, res))
         return;
-    }
     op->next(op);
 }
 
@@ -343,11 +350,8 @@ void bop_on_pg_transition(void *data, PGresult *res, const char *err)
         bop_fetch_pg(op);
         return;
     }
-    slk_booking_clear(&op->b);
-    if (slk_booking_from_pg(&op->b, res, 0) != 0) {
-        bop_backend(op, SLK_EPROTO, "postgres");
+    if (!bop_take_row(op, res))
         return;
-    }
     if (strcmp(op->b.status, "confirmed") == 0) {
         bop_reply(op, op->target_status);
         return;

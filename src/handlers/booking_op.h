@@ -62,6 +62,8 @@ bool bop_status_is(const struct bop *op, const char *status);
 bool bop_can_see(const struct bop *op);
 bool bop_redis_failed(const redisReply *r, const char *err);
 bool bop_pg_rows(const PGresult *res, const char *err, struct bop *op);
+/* op->b becomes row 0 of res; false after replying 500 when the row is damaged. */
+bool bop_take_row(struct bop *op, const PGresult *res);
 const char *bop_script_tag(const redisReply *r);
 const char *bop_script_status(const redisReply *r);
 

@@ -54,11 +54,8 @@ static void on_overlap_released(void *data, redisReply *r, const char *err)
 /* The booking's own row: confirm it in Redis if it is paid/confirmed, else report where it stands. */
 static void apply_pg_row(struct bop *op, const PGresult *res)
 {
-    slk_booking_clear(&op->b);
-    if (slk_booking_from_pg(&op->b, res, 0) != 0) {
-        bop_backend(op, SLK_EPROTO, "postgres");
+    if (!bop_take_row(op, res))
         return;
-    }
     if (strcmp(op->b.status, "confirmed") != 0 && strcmp(op->b.status, "paid") != 0) {
         bop_invalid_transition(op);
         return;

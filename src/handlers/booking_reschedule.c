@@ -198,11 +198,8 @@ static void on_moved(void *data, PGresult *res, const char *err)
         bop_fetch_pg(op);
         return;
     }
-    slk_booking_clear(&op->b);
-    if (slk_booking_from_pg(&op->b, res, 0) != 0) {
-        bop_backend(op, SLK_EPROTO, "postgres");
+    if (!bop_take_row(op, res))
         return;
-    }
     m->claimed = false;
     if (commit_units(op) != 0)
         on_committed(op, NULL, slk_redis_err_disconnected);

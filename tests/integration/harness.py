@@ -861,6 +861,31 @@ class Server:
                 c.close()
 
 
+class ClockServer(Server):
+    """A server with TEST_CLOCK=1 whose clock tests may stop at an instant
+    (freeze) to stand exactly at a policy's edge; its tokens live long
+    enough for the clock's leaps ahead."""
+
+    TOKEN_TTL = 120 * 86400
+
+    def __init__(self, env=None, name="clocked", **kw):
+        super().__init__(env=dict({"TEST_CLOCK": "1"}, **(env or {})), name=name, **kw)
+
+    def token(self, sub, role, ttl=None):
+        return super().token(sub, role, ttl or self.TOKEN_TTL)
+
+    def freeze(self, at_ms):
+        """Stops the server's clock at at_ms (unix ms); 0 lets it run again."""
+        c = self.client()
+        try:
+            expect_ok(c.post("/internal/clock", {"freeze_at_ms": int(at_ms)}), 200)
+        finally:
+            c.close()
+
+    def thaw(self):
+        self.freeze(0)
+
+
 class Hold:
     def __init__(self, server, data, student, instructor, resp):
         self.server = server

@@ -6,35 +6,17 @@ sleeping."""
 import os
 import urllib.parse
 
-from harness import Server, eq, expect_error, expect_ok, parse_ts, pg_booking, resp_command, slot, uid
+from harness import ClockServer, Server, eq, expect_error, expect_ok, parse_ts, pg_booking, resp_command, slot, uid
 
 HOUR = 3600 * 1000
 MINUTE = 60 * 1000
-TOKEN_TTL = 120 * 86400  # tokens must outlive the stopped clock's leaps ahead
 
 SRV = None
 
 
-class ClockServer(Server):
-    """A server whose clock tests may stop; tokens live long enough for it."""
-
-    def token(self, sub, role, ttl=None):
-        return super().token(sub, role, ttl or TOKEN_TTL)
-
-    def freeze(self, at_ms):
-        c = self.client()
-        try:
-            expect_ok(c.post("/internal/clock", {"freeze_at_ms": int(at_ms)}), 200)
-        finally:
-            c.close()
-
-    def thaw(self):
-        self.freeze(0)
-
-
 def setup_module():
     global SRV
-    SRV = ClockServer(env={"TEST_CLOCK": "1"}, name="policies")
+    SRV = ClockServer(name="policies")
     SRV.start()
 
 
@@ -278,7 +260,7 @@ def test_extend_is_the_students_and_only_for_live_holds():
 
 
 def test_policy_numbers_are_configurable():
-    env = {"TEST_CLOCK": "1", "CANCEL_REFUND_HOURS": "2", "NO_SHOW_AFTER_MINUTES": "5", "NO_SHOW_WINDOW_HOURS": "1"}
+    env = {"CANCEL_REFUND_HOURS": "2", "NO_SHOW_AFTER_MINUTES": "5", "NO_SHOW_WINDOW_HOURS": "1"}
     with ClockServer(env=env, name="policies-custom") as srv:
         ins = srv.put_instructor()
         a = srv.hold(ins, *slot(3, 10))

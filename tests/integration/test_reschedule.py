@@ -10,31 +10,18 @@ import subprocess
 import threading
 import time
 
-from harness import OVERLAP_AUDIT, Server, check, eq, expect_error, expect_ok, fail, parse_ts, pg_booking, psql, \
+from harness import OVERLAP_AUDIT, ClockServer, check, eq, expect_error, expect_ok, fail, parse_ts, pg_booking, psql, \
     slot, timeout, uid, wait_until
 
 HOUR = 3600 * 1000
 DAY = 24 * HOUR
-TOKEN_TTL = 120 * 86400
 
 SRV = None
 
 
-class ClockServer(Server):
-    def token(self, sub, role, ttl=None):
-        return super().token(sub, role, ttl or TOKEN_TTL)
-
-    def freeze(self, at_ms):
-        c = self.client()
-        try:
-            expect_ok(c.post("/internal/clock", {"freeze_at_ms": int(at_ms)}), 200)
-        finally:
-            c.close()
-
-
 def setup_module():
     global SRV
-    SRV = ClockServer(env={"TEST_CLOCK": "1"}, name="reschedule")
+    SRV = ClockServer(name="reschedule")
     SRV.start()
 
 
