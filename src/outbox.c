@@ -185,18 +185,15 @@ static void delete_moved(struct move_batch *m)
         move_done(m);
 }
 
+/* The rows arrive ready: times and the data object are formatted in C, so the batch costs Postgres little more
+ * than the inserts themselves. */
 static const char move_sql[] =
     "INSERT INTO booking_events (booking_uuid, instructor_id, student_id, type, status, actor_id, actor_role, "
     "occurred_at, data, dedupe_key) "
     "SELECT e.uuid::uuid, e.instructor, e.student, e.type, e.status, NULLIF(e.actor, ''), "
-    "COALESCE(NULLIF(e.role, ''), 'system'), 'epoch'::timestamptz + e.at * interval '1 millisecond', "
-    "jsonb_strip_nulls(jsonb_build_object("
-    "'start', slk_rfc3339('epoch'::timestamptz + NULLIF(e.start, 0) * interval '1 millisecond'), "
-    "'end', slk_rfc3339('epoch'::timestamptz + NULLIF(e.\"end\", 0) * interval '1 millisecond'), "
-    "'hold_expires_at', CASE WHEN e.type IN ('held', 'extended') THEN "
-    "slk_rfc3339('epoch'::timestamptz + NULLIF(e.expires, 0) * interval '1 millisecond') END)), e.key "
+    "COALESCE(NULLIF(e.role, ''), 'system'), 'epoch'::timestamptz + e.at * interval '1 millisecond', e.data, e.key "
     "FROM jsonb_to_recordset($1::jsonb) AS e(ord int, uuid text, instructor text, student text, type text, "
-    "status text, actor text, role text, at bigint, start bigint, \"end\" bigint, expires bigint, key text) "
+    "status text, actor text, role text, at bigint, data jsonb, key text) "
     "ORDER BY e.ord ON CONFLICT (dedupe_key) DO NOTHING";
 
 static void on_moved(void *data, PGresult *res, const char *err)
@@ -236,6 +233,8 @@ static void dedupe_key(char *out, size_t cap, const char *uuid, const char *type
 }
 
 /* A stream entry as a row for jsonb_to_recordset; NULL for an entry that can never be moved. */
+static json_t *entry_data(const redisReply *fields, const char *type);
+
 static json_t *entry_row(const redisReply *fields, const char *entry_id, int ord)
 {
     const char *names[] = {"uuid", "instructor", "student", "type", "status", "actor", "role"};
@@ -252,12 +251,31 @@ static json_t *entry_row(const redisReply *fields, const char *entry_id, int ord
     json_t *row = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "ord", ord, "uuid", vals[0], "instructor", vals[1],
                             "student", vals[2], "type", vals[3], "status", vals[4], "actor", vals[5], "role", vals[6],
                             "key", key);
-    const char *nums[] = {"at", "start", "end", "expires"};
-    for (size_t i = 0; row != NULL && i < SLK_ARRAY_SIZE(nums); i++) {
-        const char *v = field(fields, nums[i]);
-        json_object_set_new(row, nums[i], json_integer(v != NULL ? strtoll(v, NULL, 10) : 0));
-    }
+    if (row == NULL)
+        return NULL;
+    const char *at = field(fields, "at");
+    json_object_set_new(row, "at", json_integer(at != NULL ? strtoll(at, NULL, 10) : 0));
+    json_object_set_new(row, "data", entry_data(fields, vals[3]));
     return row;
+}
+
+/* {start, end[, hold_expires_at]} as the API writes times; absent values are left out. */
+static json_t *entry_data(const redisReply *fields, const char *type)
+{
+    json_t *data = json_object();
+    const char *names[] = {"start", "end", "expires"};
+    const char *keys[] = {"start", "end", "hold_expires_at"};
+    bool hold = strcmp(type, "held") == 0 || strcmp(type, "extended") == 0;
+    for (size_t i = 0; data != NULL && i < SLK_ARRAY_SIZE(names); i++) {
+        const char *v = field(fields, names[i]);
+        int64_t ms = v != NULL ? strtoll(v, NULL, 10) : 0;
+        if (ms == 0 || (i == 2 && !hold))
+            continue;
+        char ts[32];
+        slk_time_format_rfc3339(ms, ts);
+        json_object_set_new(data, keys[i], json_string(ts));
+    }
+    return data;
 }
 
 static bool entry_ok(const redisReply *e)
