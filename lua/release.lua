@@ -5,6 +5,9 @@
 -- ARGV[1]  booking uuid
 -- ARGV[2]  mode: 'hold'  = only a live, unpaid hold may be released
 --                 'force' = Postgres already changed the booking; just free
+--                 'undo'  = take back a hold nobody was told about (its
+--                           reply was lost, or it went over the student's
+--                           cap): free its units and delete its record
 -- ARGV[3]  new status
 -- ARGV[4]  now, unix ms
 -- ARGV[5..] field, value pairs to store in the record
@@ -33,7 +36,11 @@ for i = 2, #KEYS do
         redis.call('DEL', KEYS[i])
     end
 end
-if status then
+if status and ARGV[2] == 'undo' then
+    local range = redis.call('HMGET', KEYS[1], 'start', 'end')
+    redis.call('DEL', KEYS[1])
+    redis.call('PUBLISH', string.match(KEYS[1], '^(.*}:)') .. 'events', 'released ' .. range[1] .. ' ' .. range[2])
+elseif status then
     redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated', ARGV[4], unpack(ARGV, 5))
     local range = redis.call('HMGET', KEYS[1], 'start', 'end')
     redis.call('PUBLISH', string.match(KEYS[1], '^(.*}:)') .. 'events', 'released ' .. range[1] .. ' ' .. range[2])

@@ -1,8 +1,8 @@
 /*
- * POST /api/v1/bookings: validate, admit the hold under the student's cap
- * (hold_cap.h), then take it with one call of lua/hold.lua. Postgres is
- * never touched here (R-HOLD), except to load an instructor Redis does not
- * know yet.
+ * POST /api/v1/bookings: validate, take the hold with one call of
+ * lua/hold.lua, then write its uuid index and count it under the student's
+ * cap (hold_cap.h). Postgres is never touched here (R-HOLD), except to load
+ * an instructor Redis does not know yet.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -41,6 +41,9 @@ struct create_op {
     char **unit_keys;
     int64_t ins_version; /* the settings the request was validated against */
     bool capped;         /* counted against the student's cap (hold_cap.h) until granted or given back */
+    int grant_pending;   /* replies awaited after the hold was granted: index, cap */
+    int index_rc, cap_rc;
+    int64_t retry_ms; /* cap refusal: when the student's earliest hold lapses */
 };
 
 /* A hold that ends here without being granted must not keep its place under the student's cap. */
@@ -240,35 +243,27 @@ static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
     take_hold(op, e);
 }
 
-static void on_index_set(void *data, redisReply *r, const char *err)
+static void on_listed(void *data, redisReply *r, const char *err)
 {
     (void)data;
     if (err == NULL && r->type == REDIS_REPLY_ERROR)
-        slk_log(SLK_LOG_ERROR, "booking index write failed", "error", r->str, NULL);
+        slk_log(SLK_LOG_ERROR, "student listing write failed", "error", r->str, NULL);
 }
 
 /*
- * The uuid → instructor index. It is sent ahead of the hold on the same
- * connection, so it is in place before anyone can learn the uuid. It first
- * lives as long as the hold could, so a refused hold leaves nothing behind
- * for long, and is extended to the record's retention once the hold is
- * granted (extend_index).
+ * The uuid → instructor index, written once the hold is granted and before
+ * the client hears of the uuid (the reply waits for it), with the record's
+ * retention. A refused hold costs no index at all.
  */
-#define INDEX_MARGIN_MS 60000
+static void on_index_set(void *data, redisReply *r, const char *err);
 
-static int set_index(struct create_op *op, const char *command, int64_t expire_ms)
+static int set_index(struct create_op *op)
 {
     char key[SLK_KEY_MAX], expire[24];
-    snprintf(expire, sizeof(expire), "%" PRId64, expire_ms);
-    bool set = strcmp(command, "SET") == 0;
-    const char *argv[5] = {command, key, set ? op->b.instructor : expire, "PXAT", expire};
-    size_t lens[5] = {strlen(command), (size_t)slk_key_index(key, op->b.uuid), strlen(argv[2]), 4, strlen(expire)};
-    return slk_redis_command_argv(op->req->worker->redis, on_index_set, NULL, set ? 5 : 3, argv, lens);
-}
-
-static int send_index(struct create_op *op)
-{
-    return set_index(op, "SET", op->b.hold_expires_ms + INDEX_MARGIN_MS);
+    snprintf(expire, sizeof(expire), "%" PRId64, op->b.hold_expires_ms + SLK_RETENTION_MS);
+    const char *argv[5] = {"SET", key, op->b.instructor, "PXAT", expire};
+    size_t lens[5] = {3, (size_t)slk_key_index(key, op->b.uuid), strlen(op->b.instructor), 4, strlen(expire)};
+    return slk_redis_command_argv(op->req->worker->redis, on_index_set, op, 5, argv, lens);
 }
 
 /* The student's listing index lives in the student's own hash slot, so it cannot be part of the hold script. */
@@ -279,14 +274,8 @@ static void list_for_student(struct create_op *op)
     snprintf(member, sizeof(member), "%s/%s", op->b.instructor, op->b.uuid);
     const char *argv[4] = {"ZADD", key, score, member};
     size_t lens[4] = {4, (size_t)slk_key_student_holds(key, op->b.student), strlen(score), strlen(member)};
-    if (slk_redis_command_argv(op->req->worker->redis, on_index_set, NULL, 4, argv, lens) != 0)
+    if (slk_redis_command_argv(op->req->worker->redis, on_listed, NULL, 4, argv, lens) != 0)
         slk_log(SLK_LOG_WARN, "hold not listed for its student", "booking", op->b.uuid, NULL);
-}
-
-static void extend_index(struct create_op *op)
-{
-    if (set_index(op, "PEXPIREAT", op->b.hold_expires_ms + SLK_RETENTION_MS) != 0)
-        slk_log(SLK_LOG_WARN, "booking index not extended", "booking", op->b.uuid, NULL);
 }
 
 #define HOLD_FIXED_KEYS 4
@@ -366,15 +355,6 @@ static int eval_hold(struct create_op *op)
     return rc;
 }
 
-static void send_hold(struct create_op *op)
-{
-    int rc = send_index(op);
-    if (rc == 0)
-        rc = eval_hold(op);
-    if (rc != 0)
-        fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
-}
-
 static void reply_capped(struct create_op *op, int64_t retry_ms)
 {
     struct slk_request *req = op->req;
@@ -390,26 +370,6 @@ static void reply_capped(struct create_op *op, int64_t retry_ms)
     }
     slk_reply_error(req, 429, "rate_limited", message,
                     json_pack("{s:i, s:I}", "limit", cap, "retry_after_ms", (json_int_t)retry_ms));
-}
-
-/*
- * The cap is checked in its own step, before the hold: the student's keys
- * live in another Cluster slot than the instructor's (R-HOLD). Its admission
- * is given back by create_op_free if the hold is then not granted.
- */
-static void on_admitted(void *data, int rc, int64_t retry_ms)
-{
-    struct create_op *op = data;
-    if (rc == SLK_EFULL) {
-        reply_capped(op, retry_ms);
-        return;
-    }
-    if (rc != 0) {
-        fail_backend(op, SLK_EUNAVAILABLE, "redis");
-        return;
-    }
-    op->capped = true;
-    send_hold(op);
 }
 
 static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
@@ -430,18 +390,16 @@ static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
         return;
     }
     op->ins_version = e->ins.version;
-    int rc = slk_hold_cap_admit(op->req->worker, op->b.student, op->b.uuid, op->b.hold_expires_ms, on_admitted, op);
+    int rc = eval_hold(op);
     if (rc != 0)
         fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
 }
 
-static void reply_created(struct create_op *op, int64_t fence)
+static void reply_created(struct create_op *op)
 {
     struct slk_request *req = op->req;
     char location[64];
     snprintf(location, sizeof(location), "/api/v1/bookings/%s", op->b.uuid);
-    op->b.fence = fence;
-    extend_index(op);
     list_for_student(op);
     json_t *data = slk_booking_to_json(&op->b, slk_clock_now_ms());
     slk_outbox_record(req->worker, "held", &op->b, req->user_sub, slk_role_name((enum slk_role)req->user_role));
@@ -479,18 +437,80 @@ static void on_abandoned(void *data, redisReply *r, const char *err)
 }
 
 /*
- * A hold whose reply never came may still run once Redis answers again (its
- * script waits in the connection's queue). The client was told 503 and will
- * never learn this uuid, so queue a release behind it: it frees exactly the
- * units this hold may have taken.
+ * Takes a hold back whole (lua/release.lua 'undo': its units and its
+ * record): the client will never learn its uuid. Used for a hold whose
+ * reply never came (it may still run once Redis answers again; the undo
+ * queues behind it) and for one granted over the student's cap.
  */
-static void abandon_hold(struct create_op *op)
+static void undo_hold(struct create_op *op)
 {
     char now[24];
     snprintf(now, sizeof(now), "%" PRId64, slk_clock_now_ms());
-    const char *args[4] = {op->b.uuid, "force", "expired", now};
+    const char *args[4] = {op->b.uuid, "undo", "expired", now};
     if (slk_booking_eval(op->req->worker->redis, &op->b, SLK_SCRIPT_RELEASE, on_abandoned, NULL, 4, args) != 0)
         on_abandoned(NULL, NULL, "not queued");
+}
+
+/*
+ * A granted hold then needs two things, asked at once: its uuid index and a
+ * place under the student's cap (the student's keys live in another Cluster
+ * slot, R-HOLD). Over the cap the hold is undone at once — the brief
+ * over-admission R-HOLD allows — so a refused hold never costs a cap call.
+ */
+static void grant_settled(struct create_op *op)
+{
+    if (op->index_rc == 0 && op->cap_rc == 0) {
+        reply_created(op);
+        return;
+    }
+    undo_hold(op);
+    if (op->index_rc == 0) {
+        char key[SLK_KEY_MAX];
+        const char *argv[2] = {"DEL", key};
+        size_t lens[2] = {3, (size_t)slk_key_index(key, op->b.uuid)};
+        if (slk_redis_command_argv(op->req->worker->redis, on_listed, NULL, 2, argv, lens) != 0)
+            slk_log(SLK_LOG_WARN, "index of an undone hold not deleted", "booking", op->b.uuid, NULL);
+    }
+    if (op->cap_rc == SLK_EFULL && op->index_rc == 0) {
+        reply_capped(op, op->retry_ms);
+        return;
+    }
+    fail_backend(op, SLK_EUNAVAILABLE, "redis");
+}
+
+static void on_index_set(void *data, redisReply *r, const char *err)
+{
+    struct create_op *op = data;
+    if (err != NULL || r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_ERROR, "booking index write failed", "error", err != NULL ? err : r->str, NULL);
+    op->index_rc = err != NULL || r->type == REDIS_REPLY_ERROR ? SLK_EUNAVAILABLE : 0;
+    if (--op->grant_pending == 0)
+        grant_settled(op);
+}
+
+static void on_admitted(void *data, int rc, int64_t retry_ms)
+{
+    struct create_op *op = data;
+    op->cap_rc = rc;
+    op->retry_ms = retry_ms;
+    op->capped = rc == 0;
+    if (--op->grant_pending == 0)
+        grant_settled(op);
+}
+
+static void settle_grant(struct create_op *op)
+{
+    op->grant_pending = 2;
+    if (set_index(op) != 0) {
+        op->index_rc = SLK_EUNAVAILABLE;
+        op->grant_pending--;
+    }
+    if (slk_hold_cap_admit(op->req->worker, op->b.student, op->b.uuid, op->b.hold_expires_ms, on_admitted, op) != 0) {
+        op->cap_rc = SLK_EUNAVAILABLE;
+        op->grant_pending--;
+    }
+    if (op->grant_pending == 0)
+        grant_settled(op);
 }
 
 static void on_hold(void *data, redisReply *r, const char *err)
@@ -499,12 +519,13 @@ static void on_hold(void *data, redisReply *r, const char *err)
     if (err != NULL) {
         /* Timed out, or lost mid-command: the script may have run. */
         if (err == slk_redis_err_timeout || err == slk_redis_err_disconnected)
-            abandon_hold(op);
+            undo_hold(op);
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
     if (slk__script_reply_is(r, "OK") && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER) {
-        reply_created(op, r->element[1]->integer);
+        op->b.fence = r->element[1]->integer;
+        settle_grant(op);
         return;
     }
     if (slk__script_reply_is(r, "TAKEN") && r->elements == 3) {
