@@ -1,0 +1,193 @@
+"""slotbench (bench/, issue 5) against a real slotlockd: short runs of each
+scenario must complete with a passing audit whose numbers agree with what
+Postgres holds, and the audit must fail when a confirmed booking really is
+missing. slotbench is found next to the slotlockd under test
+(<build>/bench/slotbench)."""
+
+import json
+import os
+import secrets
+import subprocess
+
+from harness import (Server, WORKDIR, check, eq, fail, psql, slotlockd_path, timeout, touch)
+
+_srv = None
+
+
+def setup_module():
+    global _srv
+    _srv = Server(name="bench")
+    try:
+        _srv.start()
+    except BaseException:
+        _srv._kill()
+        _srv = None
+        raise
+
+
+def teardown_module():
+    if _srv is not None:
+        _srv.stop_checked()
+
+
+def server():
+    if _srv is None:
+        fail("the bench test server did not start")
+    touch(_srv)
+    return _srv
+
+
+def slotbench_path():
+    path = os.path.join(os.path.dirname(slotlockd_path()), "bench", "slotbench")
+    check(os.path.isfile(path) and os.access(path, os.X_OK), f"slotbench not built at {path}")
+    return path
+
+
+def run_bench(*args, env_extra=None, bound=120):
+    """Runs slotbench with the server's secrets and services; returns (exit code, JSON doc or None, output)."""
+    srv = server()
+    senv = srv.env()
+    env = dict(os.environ)
+    env.update(JWT_SECRET=srv.jwt_secret, PAYMENT_WEBHOOK_SECRET=srv.webhook_secret, REDIS_URL=senv["REDIS_URL"],
+               DATABASE_URL=senv["DATABASE_URL"])
+    env.update(env_extra or {})
+    json_path = os.path.join(WORKDIR, f"slotbench-{secrets.token_hex(4)}.json")
+    cmd = [slotbench_path(), *args, "--json", json_path, "-q"]
+    if args and args[0] != "audit":
+        cmd += ["--url", f"http://127.0.0.1:{srv.port}"]
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=bound)
+    except subprocess.TimeoutExpired:
+        fail(f"`slotbench {' '.join(args)}` did not finish within {bound} s")
+    output = f"$ {' '.join(cmd)}\nexit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr[-3000:]}"
+    doc = None
+    if os.path.exists(json_path):
+        with open(json_path) as f:
+            doc = json.load(f)
+    return p.returncode, doc, output
+
+
+def run_ok(*args, audited=True, **kw):
+    rc, doc, output = run_bench(*args, **kw)
+    check(rc == 0, f"slotbench should exit 0:\n{output}")
+    check(doc is not None, f"no JSON report written:\n{output}")
+    check(doc["audit"]["passed"] is True and doc["audit"]["ran"] is audited, f"audit did not pass:\n{output}")
+    return doc, output
+
+
+def pg_active(prefix):
+    """paid/confirmed bookings in Postgres of the instructors of one run."""
+    return int(psql(f"SELECT count(*) FROM bookings WHERE starts_with(instructor_id, '{prefix}') "
+                    f"AND status IN ('paid', 'confirmed')"))
+
+
+def run_id():
+    return secrets.token_hex(5)
+
+
+@timeout(120)
+def test_burst_has_exactly_one_winner_per_slot():
+    rid = run_id()
+    doc, output = run_ok("burst", "--requests", "300", "--connections", "50", "--slots", "5", "--run-id", rid)
+    eq(doc["scenario"], "burst", "scenario")
+    eq(doc["target"], "slotlock", "target")
+    eq(doc["connections"], 50, "connections")
+    eq(doc["requests"], 300, f"requests answered\n{output}")
+    eq(doc["errors"], 0, f"errors\n{output}")
+    eq(doc["successes"], 5, f"201 replies\n{output}")
+    eq(doc["status"], {"201": 5, "409": 295}, f"replies by status\n{output}")
+    audit = doc["audit"]
+    eq(audit["winners"], [1, 1, 1, 1, 1], "winners per hot slot")
+    eq(audit["double_bookings"], 0, "double bookings")
+    eq(audit["confirmed_missing"], 0, "confirmed missing")
+    eq(audit["confirmed_checked"], 5, "every winner paid and was checked")
+    eq(doc["followup"], {"requests": 5, "ok": 5, "failed": 0}, "payments of the winners")
+    # Independently of slotbench: Postgres has exactly the 5 paid winners of this run.
+    eq(pg_active(f"sb-{rid}-"), 5, "confirmed rows of the run in Postgres")
+    lat = doc["latency_us"]
+    check(0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"], f"latency percentiles: {lat}")
+    check(doc["seconds"] > 0 and doc["requests_per_s"] > 0, f"rates: {doc}")
+
+
+@timeout(120)
+def test_steady_confirms_cancels_and_expiries_audited():
+    rid = run_id()
+    doc, output = run_ok("steady", "--duration", "2", "--requests", "4000", "--connections", "16", "--instructors",
+                         "20", "--expire-hold-seconds", "2", "--run-id", rid)
+    check(doc["requests"] > 0 and doc["errors"] == 0, f"steady run:\n{output}")
+    # Far-apart free slots and a fresh student per hold: every hold is granted.
+    eq(doc["status"], {"201": doc["requests"]}, f"replies by status\n{output}")
+    eq(doc["successes"], doc["requests"], "successes are the 201s")
+    audit = doc["audit"]
+    check(audit["confirmed_checked"] > 0, f"some holds were confirmed:\n{output}")
+    check(audit["expire_checked"] > 0, f"some holds were left to expire and checked:\n{output}")
+    eq(audit["leaked_holds"], 0, "leaked holds")
+    eq(doc["followup"]["failed"], 0, f"confirms and cancels\n{output}")
+    eq(pg_active(f"sb-{rid}-"), audit["confirmed_checked"], "confirmed rows of the run in Postgres")
+
+
+@timeout(120)
+def test_mixed_passes_its_audit():
+    rid = run_id()
+    doc, output = run_ok("mixed", "--duration", "2", "--requests", "1500", "--connections", "16", "--instructors",
+                         "10", "--run-id", rid)
+    check(doc["errors"] == 0, f"mixed run:\n{output}")
+    status = doc["status"]
+    check(status.get("200", 0) > status.get("201", 0) > 0, f"availability-heavy with some holds: {status}")
+    check(set(status) <= {"200", "201"}, f"only 200 and 201 expected: {status}")
+    eq(pg_active(f"sb-{rid}-"), doc["audit"]["confirmed_checked"], "confirmed rows of the run in Postgres")
+
+
+@timeout(120)
+def test_hot_reject_is_all_409():
+    doc, output = run_ok("hot-reject", "--requests", "600", "--connections", "16", "--slots", "3")
+    eq(doc["status"], {"409": 600}, f"replies by status\n{output}")
+    eq(doc["successes"], 600, "successes are the 409s")
+    eq(doc["audit"]["winners"], [0, 0, 0], "no new winner on a taken slot")
+    eq(doc["audit"]["confirmed_checked"], 3, "the setup's paid holds are checked")
+
+
+@timeout(60)
+def test_livez():
+    doc, output = run_ok("livez", "--requests", "2000", "--connections", "8", audited=False)
+    eq(doc["status"], {"200": 2000}, f"replies\n{output}")
+
+
+@timeout(120)
+def test_audit_fails_when_a_confirmation_is_missing():
+    rid = run_id()
+    prefix = f"sb-{rid}-"
+    confirmed = os.path.join(WORKDIR, f"confirmed-{rid}.txt")
+    run_ok("burst", "--requests", "200", "--connections", "20", "--slots", "3", "--run-id", rid,
+           "--confirmed-out", confirmed)
+    with open(confirmed) as f:
+        uuids = [line.strip() for line in f if line.strip()]
+    eq(len(uuids), 3, "confirmed uuids written")
+    # Re-auditing the untouched run passes.
+    doc, output = run_ok("audit", "--instructor-prefix", prefix, "--confirmed", confirmed)
+    eq(doc["audit"]["confirmed_checked"], 3, "confirmed checked")
+    # A confirmed booking that vanished from Postgres is exactly what the audit exists to catch.
+    psql(f"DELETE FROM bookings WHERE uuid = '{uuids[1]}'")
+    rc, doc, output = run_bench("audit", "--instructor-prefix", prefix, "--confirmed", confirmed)
+    eq(rc, 1, f"exit code of a failed audit\n{output}")
+    check(doc is not None, f"no JSON report:\n{output}")
+    eq(doc["audit"]["passed"], False, "audit verdict")
+    eq(doc["audit"]["confirmed_missing"], 1, "confirmed missing")
+    check("missing" in doc["audit"]["failure"], f"failure reason: {doc['audit']['failure']!r}")
+
+
+def test_usage_errors_exit_2():
+    path = slotbench_path()
+    for args in (["nosuch"], ["burst", "--requests", "0"], ["burst", "--bogus"], [], ["steady", "--baseline",
+                                                                                        "pg-rowlock"],
+                 ["burst", "--url", "ftp://x"], ["audit"]):
+        p = subprocess.run([path, *args], capture_output=True, text=True, timeout=20,
+                           env=dict(os.environ, JWT_SECRET="x", PAYMENT_WEBHOOK_SECRET="y",
+                                    DATABASE_URL="postgresql://127.0.0.1:1/none", REDIS_URL="redis://127.0.0.1:1"))
+        eq(p.returncode, 2, f"exit code of slotbench {args} (stderr {p.stderr!r})")
+        check(p.stderr.strip() != "", f"slotbench {args} says why on stderr")
+    p = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20)
+    eq(p.returncode, 0, "--help exit code")
+    for word in ("burst", "steady", "mixed", "hot-reject", "livez", "--rate", "--json", "--plot",
+                 "--baseline", "JWT_SECRET", "PAYMENT_WEBHOOK_SECRET"):
+        check(word in p.stdout, f"--help mentions {word}")
