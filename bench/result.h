@@ -21,7 +21,7 @@ struct bench_audit {
     int64_t leaked_holds;      /* unit keys of holds left to expire still in Redis after their expiry */
     int hot_slots;             /* burst / hot-reject: how many hot slots */
     int64_t winners[BENCH_MAX_HOT_SLOTS]; /* 201 replies per hot slot (burst: must be exactly 1 each) */
-    bool winners_checked;      /* whether winners[] is part of the verdict */
+    bool winners_checked;                 /* whether winners[] is part of the verdict */
     bool passed;
     char failure[256]; /* the first reason it failed, "" when passed */
     /* Added by slotbench: how much the audit looked at. */
@@ -33,7 +33,7 @@ struct bench_result {
     char scenario[32]; /* "burst", "steady", "mixed", "hot-reject", "livez" */
     char target[32];   /* "slotlock" or "pg-rowlock" */
     int connections;
-    double rate; /* requested rate, 0 = closed loop */
+    double rate;        /* requested rate, 0 = closed loop */
     uint64_t requests;  /* replies received (any status) */
     uint64_t successes; /* the scenario's idea of success (holds: 201) */
     uint64_t errors;    /* transport errors, timeouts */
