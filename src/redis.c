@@ -52,12 +52,11 @@ struct cmd {
     struct cmd *prev, *next;
     enum cmd_state state;
     bool held_by_hiredis;
-    bool timer_closed;
     const char *err; /* for CMD_FAILING */
     uint64_t started_ns;
+    uint64_t deadline; /* loop time (ms) at which an in-flight command times out */
     slk_redis_cb cb;
     void *data;
-    uv_timer_t timer;
 };
 
 struct cmd_list {
@@ -86,10 +85,14 @@ struct slk_redis {
     uv_idle_t tick;             /* runs deferred failures and teardowns outside any hiredis callback */
     uv_timer_t connect_timer;   /* connect deadline */
     uv_timer_t reconnect_timer; /* backoff */
+    /* One timer for all in-flight commands: they share one timeout and are answered in order, so the oldest
+     * one's deadline is always the next to come (a timer per command cost a handle per command). */
+    uv_timer_t deadline_timer;
 };
 
 static void on_reconnect_timer(uv_timer_t *t);
 static void on_tick(uv_idle_t *idle);
+static void on_deadline(uv_timer_t *t);
 
 /* --- command lists ------------------------------------------------------ */
 
@@ -138,19 +141,12 @@ static void client_free_if_done(struct slk_redis *r)
 
 static void cmd_release(struct cmd *c)
 {
-    if (c->held_by_hiredis || !c->timer_closed)
+    if (c->held_by_hiredis || c->state != CMD_DONE)
         return;
     struct slk_redis *r = c->r;
     free(c);
     r->alive--;
     client_free_if_done(r);
-}
-
-static void on_cmd_timer_close(uv_handle_t *h)
-{
-    struct cmd *c = h->data;
-    c->timer_closed = true;
-    cmd_release(c);
 }
 
 /* --- completing commands ------------------------------------------------ */
@@ -160,29 +156,39 @@ static void cmd_complete(struct cmd *c, redisReply *reply, const char *err)
     struct slk_redis *r = c->r;
     list_remove(list_of(r, c), c);
     c->state = CMD_DONE;
-    uv_close((uv_handle_t *)&c->timer, on_cmd_timer_close);
     slk_metrics_backend_call(SLK_BACKEND_REDIS, uv_hrtime() - c->started_ns, err != NULL ? 1 : 0);
     c->cb(c->data, reply, err);
+    cmd_release(c);
 }
 
 static void cmd_fail_later(struct cmd *c, const char *err)
 {
     struct slk_redis *r = c->r;
-    if (c->state == CMD_INFLIGHT) {
+    if (c->state == CMD_INFLIGHT)
         list_remove(&r->inflight, c);
-        uv_timer_stop(&c->timer);
-    }
     c->state = CMD_FAILING;
     c->err = err;
     list_push(&r->failing, c);
     uv_idle_start(&r->tick, on_tick);
 }
 
-static void on_cmd_timeout(uv_timer_t *t)
+static void arm_deadline(struct slk_redis *r)
 {
-    struct cmd *c = t->data;
-    if (c->state == CMD_INFLIGHT)
-        cmd_complete(c, NULL, slk_redis_err_timeout);
+    if (r->inflight.head == NULL || r->handles_closing || uv_is_active((uv_handle_t *)&r->deadline_timer))
+        return;
+    uint64_t now = uv_now(r->loop), at = r->inflight.head->deadline;
+    uv_timer_start(&r->deadline_timer, on_deadline, at > now ? at - now : 0, 0);
+}
+
+/* Times out every in-flight command whose deadline passed (oldest first), then waits for the next one. A
+ * callback may send new commands (queued behind, with later deadlines) or close the client. */
+static void on_deadline(uv_timer_t *t)
+{
+    struct slk_redis *r = t->data;
+    uint64_t now = uv_now(r->loop);
+    while (r->inflight.head != NULL && r->inflight.head->deadline <= now)
+        cmd_complete(r->inflight.head, NULL, slk_redis_err_timeout);
+    arm_deadline(r);
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -480,6 +486,7 @@ static void close_handles(struct slk_redis *r)
     uv_close((uv_handle_t *)&r->tick, on_handle_close);
     uv_close((uv_handle_t *)&r->connect_timer, on_handle_close);
     uv_close((uv_handle_t *)&r->reconnect_timer, on_handle_close);
+    uv_close((uv_handle_t *)&r->deadline_timer, on_handle_close);
 }
 
 static void on_tick(uv_idle_t *idle)
@@ -530,10 +537,12 @@ struct slk_redis *slk_redis_create(uv_loop_t *loop, const struct slk_redis_optio
     uv_idle_init(loop, &r->tick);
     uv_timer_init(loop, &r->connect_timer);
     uv_timer_init(loop, &r->reconnect_timer);
+    uv_timer_init(loop, &r->deadline_timer);
     r->tick.data = r;
     r->connect_timer.data = r;
     r->reconnect_timer.data = r;
-    r->handles_open = 3;
+    r->deadline_timer.data = r;
+    r->handles_open = 4;
     return r;
 
 fail:
@@ -605,8 +614,7 @@ int slk_redis_command_argv(struct slk_redis *r, slk_redis_cb cb, void *data, int
     c->cb = cb;
     c->data = data;
     c->started_ns = uv_hrtime();
-    uv_timer_init(r->loop, &c->timer);
-    c->timer.data = c;
+    c->deadline = uv_now(r->loop) + r->opts.command_timeout_ms;
     r->alive++;
 
     if (r->state != SLK_REDIS_CONNECTED || r->ac == NULL ||
@@ -618,7 +626,7 @@ int slk_redis_command_argv(struct slk_redis *r, slk_redis_cb cb, void *data, int
     c->held_by_hiredis = true;
     c->state = CMD_INFLIGHT;
     list_push(&r->inflight, c);
-    uv_timer_start(&c->timer, on_cmd_timeout, r->opts.command_timeout_ms, 0);
+    arm_deadline(r);
     return 0;
 }
 
