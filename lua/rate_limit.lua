@@ -1,7 +1,10 @@
--- rate_limit.lua: a token bucket per client; refill by elapsed time, take one.
+-- rate_limit.lua: a token bucket per client, kept as GCRA (the generic cell
+-- rate algorithm): one number per client, the theoretical arrival time
+-- (TAT) of its next request, in microseconds. It behaves exactly like a
+-- bucket of ARGV[2] tokens refilled at ARGV[1] per second, at the cost of
+-- one GET and one SET.
 --
--- KEYS[1]  slk:rl:{<role>:<sub>}  hash: tok (tokens left, may be fractional),
---                                 ts (unix ms of the last refill)
+-- KEYS[1]  slk:rl:{<role>:<sub>}  string: TAT, unix µs
 -- ARGV[1]  refill rate, tokens per second (> 0)
 -- ARGV[2]  bucket size (>= 1)
 --
@@ -10,32 +13,21 @@
 -- TIME before a write is allowed.
 --
 -- Returns {1, 0} when a token was taken, {0, wait_ms} when the bucket is
--- empty (wait_ms: until one token is back). A refusal writes nothing: the
--- stored state still yields the same refill later.
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+-- empty (wait_ms: until one token is back). A refusal writes nothing. The
+-- key expires when the bucket would be full again: an idle client costs
+-- nothing.
+local interval = 1000000 / tonumber(ARGV[1])
+local window = interval * tonumber(ARGV[2])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
-local state = redis.call('HMGET', KEYS[1], 'tok', 'ts')
-local tokens, ts = tonumber(state[1]), tonumber(state[2])
-if not tokens or not ts then
-    tokens, ts = burst, now
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+if tat < now then
+    tat = now
 end
-if now > ts then
-    tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
-    ts = now
+local next_tat = tat + interval
+if next_tat - now > window then
+    return {0, math.ceil((next_tat - now - window) / 1000)}
 end
-if tokens > burst then
-    -- The bucket shrank since this state was written (configuration change).
-    tokens = burst
-end
-
-if tokens < 1 then
-    return {0, math.ceil((1 - tokens) * 1000 / rate)}
-end
-tokens = tokens - 1
-redis.call('HSET', KEYS[1], 'tok', string.format('%.6f', tokens), 'ts', string.format('%.0f', ts))
--- Once the bucket would be full again the key carries no information: let it go.
-redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.ceil((burst - tokens) * 1000 / rate) + 1))
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
 return {1, 0}
