@@ -2,9 +2,10 @@
  * Booking events that happen in Redis only (holds, their extensions,
  * failures, cancellations and expiries) and their way into Postgres.
  *
- * Any worker records such an event with outbox_add.lua onto one Redis
- * stream. Worker 0 moves the stream into booking_events in batches (the
- * mover) and finds holds that lapsed unpaid (the expiry sweeper): nothing
+ * Any worker records such an event with one XADD onto one Redis stream.
+ * Worker 0 moves the stream into booking_events in batches (the mover),
+ * scheduling the expiry check of every hold it moves, and finds holds that
+ * lapsed unpaid (the expiry sweeper): nothing
  * else notices an expiry, since a hold just stops existing when its keys
  * time out. The dispatcher (outbox_dispatch.c) then delivers the rows.
  */
@@ -63,19 +64,18 @@ static const char *status_after(const char *type)
 static int record_eval(struct slk_redis *redis, const char *type, const struct slk_booking *b, const char *actor_id,
                        const char *actor_role, slk_redis_cb cb, void *data)
 {
-    char at[24], start[24], end[24], expires[24], member[SLK_MAX_ID_LEN + 1 + 37];
+    char at[24], start[24], end[24], expires[24];
     snprintf(at, sizeof(at), "%" PRId64, slk_clock_now_ms());
     snprintf(start, sizeof(start), "%" PRId64, b->start_ms);
     snprintf(end, sizeof(end), "%" PRId64, b->end_ms);
     snprintf(expires, sizeof(expires), "%" PRId64, b->hold_expires_ms);
-    snprintf(member, sizeof(member), "%s/%s", b->instructor, b->uuid);
-    /* A hold (or its extension) schedules the check that notices when it lapses unpaid. */
-    bool schedule = strcmp(type, "held") == 0 || strcmp(type, "extended") == 0;
-    const char *keys[2] = {SLK_OUTBOX_STREAM_KEY, SLK_OUTBOX_DUE_KEY};
-    const char *args[3 + 2 * EVENT_FIELDS] = {
+    const char *argv[6 + 2 * EVENT_FIELDS] = {
+        "XADD",
+        SLK_OUTBOX_STREAM_KEY,
+        "MAXLEN",
+        "~",
         SLK_OUTBOX_STREAM_MAXLEN,
-        schedule ? expires : "",
-        member,
+        "*",
         "uuid",
         b->uuid,
         "instructor",
@@ -99,8 +99,7 @@ static int record_eval(struct slk_redis *redis, const char *type, const struct s
         "expires",
         expires,
     };
-    return slk_script_eval(redis, SLK_SCRIPT_OUTBOX_ADD, cb, data, 2, keys, NULL, (int)SLK_ARRAY_SIZE(args), args,
-                           NULL);
+    return slk_redis_command_argv(redis, cb, data, (int)SLK_ARRAY_SIZE(argv), argv, NULL);
 }
 
 void slk_outbox_record(struct slk_worker *w, const char *type, const struct slk_booking *b, const char *actor_id,
@@ -140,6 +139,9 @@ struct move_batch {
     bool full;  /* a whole batch: more may be waiting */
     char **ids; /* their stream ids, for XDEL */
     json_t *rows;
+    /* ZADD arguments scheduling the expiry checks of the batch's held/extended events: score, member pairs. */
+    char **due;
+    size_t due_n;
 };
 
 static void move_start(struct slk_outbox *o);
@@ -151,6 +153,9 @@ static void move_done(struct move_batch *m)
     for (size_t i = 0; i < m->n; i++)
         free(m->ids[i]);
     free(m->ids);
+    for (size_t i = 0; i < m->due_n; i++)
+        free(m->due[i]);
+    free(m->due);
     json_decref(m->rows);
     free(m);
     o->moving = false;
@@ -196,6 +201,35 @@ static const char move_sql[] =
     "status text, actor text, role text, at bigint, data jsonb, key text) "
     "ORDER BY e.ord ON CONFLICT (dedupe_key) DO NOTHING";
 
+static void on_due_scheduled(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (is_redis_error(r, err))
+        slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", redis_error_text(r, err), NULL);
+}
+
+/*
+ * A moved hold (or extension) gets its expiry check here, before its stream
+ * entry is deleted: a batch that fails in between is moved and scheduled
+ * again, and the dedupe key and ZADD absorb the repeat.
+ */
+static void schedule_due(struct move_batch *m)
+{
+    if (m->due_n == 0)
+        return;
+    const char **argv = malloc((m->due_n + 2) * sizeof(*argv));
+    if (argv == NULL) {
+        slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", "out of memory", NULL);
+        return;
+    }
+    argv[0] = "ZADD";
+    argv[1] = SLK_OUTBOX_DUE_KEY;
+    memcpy(&argv[2], m->due, m->due_n * sizeof(*argv));
+    if (slk_redis_command_argv(m->o->w->redis, on_due_scheduled, NULL, (int)m->due_n + 2, argv, NULL) != 0)
+        slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", "not queued", NULL);
+    free(argv);
+}
+
 static void on_moved(void *data, PGresult *res, const char *err)
 {
     struct move_batch *m = data;
@@ -206,6 +240,7 @@ static void on_moved(void *data, PGresult *res, const char *err)
         move_done(m);
         return;
     }
+    schedule_due(m);
     delete_moved(m);
 }
 
@@ -284,11 +319,33 @@ static bool entry_ok(const redisReply *e)
            e->element[1]->type == REDIS_REPLY_ARRAY;
 }
 
+/* A hold or an extension: its expiry check is due when it lapses. */
+static int collect_due(struct move_batch *m, const redisReply *fields)
+{
+    const char *type = field(fields, "type"), *expires = field(fields, "expires");
+    const char *instructor = field(fields, "instructor"), *uuid = field(fields, "uuid");
+    if (type == NULL || expires == NULL || instructor == NULL || uuid == NULL ||
+        (strcmp(type, "held") != 0 && strcmp(type, "extended") != 0))
+        return 0;
+    char member[SLK_MAX_ID_LEN + 1 + 37];
+    snprintf(member, sizeof(member), "%s/%s", instructor, uuid);
+    m->due[m->due_n] = strdup(expires);
+    m->due[m->due_n + 1] = strdup(member);
+    if (m->due[m->due_n] == NULL || m->due[m->due_n + 1] == NULL) {
+        free(m->due[m->due_n]);
+        free(m->due[m->due_n + 1]);
+        return SLK_ENOMEM;
+    }
+    m->due_n += 2;
+    return 0;
+}
+
 static int collect_entries(struct move_batch *m, const redisReply *r)
 {
     m->ids = calloc(r->elements, sizeof(*m->ids));
+    m->due = calloc(2 * r->elements, sizeof(*m->due));
     m->rows = json_array();
-    if (m->ids == NULL || m->rows == NULL)
+    if (m->ids == NULL || m->due == NULL || m->rows == NULL)
         return SLK_ENOMEM;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
@@ -299,6 +356,10 @@ static int collect_entries(struct move_batch *m, const redisReply *r)
             return SLK_ENOMEM;
         m->n++;
         json_t *row = entry_row(e->element[1], e->element[0]->str, (int)i);
+        if (row != NULL && collect_due(m, e->element[1]) != 0) {
+            json_decref(row);
+            return SLK_ENOMEM;
+        }
         if (row == NULL)
             slk_log(SLK_LOG_ERROR, "damaged outbox stream entry dropped", "id", e->element[0]->str, NULL);
         else if (json_array_append_new(m->rows, row) != 0)

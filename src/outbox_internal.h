@@ -13,7 +13,7 @@
 
 #include "slk/common.h"
 
-/* Redis keys: one hash tag, so outbox_add.lua touches both atomically on a cluster. */
+/* Redis keys: one hash tag, so both live on one Cluster node. */
 #define SLK_OUTBOX_STREAM_KEY "{slk:outbox}:stream"
 #define SLK_OUTBOX_DUE_KEY "{slk:outbox}:due"
 

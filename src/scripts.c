@@ -32,7 +32,6 @@ static struct slk_script scripts[SLK_SCRIPT__COUNT] = {
     [SLK_SCRIPT_HOLD_CAP] = {.name = "hold_cap"},
     [SLK_SCRIPT_RATE_LIMIT] = {.name = "rate_limit"},
     [SLK_SCRIPT_IDEMPOTENCY] = {.name = "idempotency"},
-    [SLK_SCRIPT_OUTBOX_ADD] = {.name = "outbox_add"},
     [SLK_SCRIPT_OUTBOX_DUE] = {.name = "outbox_due"},
 };
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;

@@ -26,7 +26,8 @@ static int write_array(FILE *out, size_t index, const char *path, size_t *len)
     int c;
     size_t n = 0;
     while ((c = fgetc(in)) != EOF) {
-        fprintf(out, "%s%d,", n % 24 == 0 ? "\n    " : "", c);
+        /* As the signed value a char holds, so UTF-8 in comments compiles under -Werror=overflow. */
+        fprintf(out, "%s%d,", n % 24 == 0 ? "\n    " : "", (int)(signed char)c);
         n++;
     }
     fprintf(out, "0};\n");
