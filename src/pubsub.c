@@ -7,6 +7,7 @@
 #include "slk/events.h"
 #include "slk/instructor.h"
 #include "slk/log.h"
+#include "slk/avail_cache.h"
 #include "slk/pubsub.h"
 #include "slk/redis.h"
 #include "slk/timeutil.h"
@@ -73,6 +74,7 @@ static void on_expired_key(struct slk_pubsub *ps, const char *key, size_t len)
     const char *unit = strstr(key, "}:u:");
     if (unit == NULL || !instructor_of(key, len, instructor))
         return;
+    slk_avail_gen_bump(instructor, strlen(instructor));
     int64_t start = strtoll(unit + 4, NULL, 10) * 60000;
     struct slk_instructor_entry *e = slk_instructor_cache_get(ps->w->instructors, instructor);
     if (e == NULL || start <= slk_clock_now_ms())
@@ -86,7 +88,10 @@ static void on_script_event(struct slk_pubsub *ps, const char *channel, size_t c
 {
     char instructor[SLK_MAX_ID_LEN + 1], type[16];
     long long start, end;
-    if (!instructor_of(channel, channel_len, instructor) || sscanf(payload, "%15s %lld %lld", type, &start, &end) != 3)
+    if (!instructor_of(channel, channel_len, instructor))
+        return;
+    slk_avail_gen_bump(instructor, strlen(instructor));
+    if (sscanf(payload, "%15s %lld %lld", type, &start, &end) != 3)
         return;
     slk_events_publish(ps->w->events, instructor, type, start, end);
 }

@@ -13,6 +13,7 @@
 
 #include "slk/embedded.h"
 #include "slk/log.h"
+#include "slk/avail_cache.h"
 #include "slk/scripts.h"
 
 #define EVAL_MAX_ARG_BYTES ((size_t)1 << 20) /* total bytes of the keys and args of one call */
@@ -208,6 +209,25 @@ static void copy_strings(struct eval_call *call, int *at, char **bytes, int n, c
     }
 }
 
+/* Scripts that change what availability shows: sending one makes cached replies of its instructor stale. */
+static bool changes_units(enum slk_script_id id)
+{
+    switch (id) {
+    case SLK_SCRIPT_HOLD:
+    case SLK_SCRIPT_PIN:
+    case SLK_SCRIPT_CONFIRM:
+    case SLK_SCRIPT_RELEASE:
+    case SLK_SCRIPT_RESTORE:
+    case SLK_SCRIPT_BLOCK:
+    case SLK_SCRIPT_UNBLOCK:
+    case SLK_SCRIPT_MOVE:
+    case SLK_SCRIPT_EXTEND:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int slk_script_eval(struct slk_redis *r, enum slk_script_id id, slk_redis_cb cb, void *data, int nkeys,
                     const char **keys, const size_t *keylens, int nargs, const char **args, const size_t *arglens)
 {
@@ -220,6 +240,10 @@ int slk_script_eval(struct slk_redis *r, enum slk_script_id id, slk_redis_cb cb,
     size_t bytes_len = total_len(nkeys, keys, keylens) + total_len(nargs, args, arglens);
     if (bytes_len > EVAL_MAX_ARG_BYTES)
         return SLK_EINVAL;
+    /* One connection per worker keeps this worker's later reads behind the change; other workers and processes
+     * hear of it on the events channel (pubsub.c). */
+    if (changes_units(id) && nkeys > 0)
+        slk_avail_gen_bump_key(keys[0], keylens != NULL ? keylens[0] : strlen(keys[0]));
 
     int argc = EVAL_FIXED_ARGS + nkeys + nargs;
     struct eval_call *call =

@@ -13,6 +13,7 @@
 #include "slk/routes.h"
 #include "slk/scripts.h"
 #include "slk/token_cache.h"
+#include "slk/avail_cache.h"
 #include "slk/worker.h"
 
 #define DRAIN_POLL_MS 20
@@ -58,6 +59,7 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     w->pg = slk_pg_pool_create(&w->loop, &pg);
     w->instructors = slk_instructor_cache_create();
     w->tokens = slk_token_cache_create();
+    w->avail_cache = slk_avail_cache_create();
     w->events = slk_events_create(w);
     w->pubsub = slk_pubsub_create(w);
     struct slk_http_limits limits = {
@@ -69,8 +71,8 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     };
     w->http = slk_http_server_create(&w->loop, w, &limits, slk_routes_dispatch);
     rc = SLK_ENOMEM;
-    if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->http == NULL || w->events == NULL ||
-        w->pubsub == NULL)
+    if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->avail_cache == NULL || w->http == NULL ||
+        w->events == NULL || w->pubsub == NULL)
         goto fail;
     rc = slk_http_server_listen(w->http, listen_fd);
     if (rc != 0)
@@ -201,6 +203,8 @@ void slk_worker_free(struct slk_worker *w)
     w->instructors = NULL;
     slk_token_cache_free(w->tokens);
     w->tokens = NULL;
+    slk_avail_cache_free(w->avail_cache);
+    w->avail_cache = NULL;
     if (w->listen_fd >= 0)
         close(w->listen_fd);
     w->listen_fd = -1;

@@ -19,6 +19,7 @@ struct slk_instructor_cache;
 struct slk_token_cache;
 struct slk_events;
 struct slk_pubsub;
+struct slk_avail_cache;
 struct slk_outbox;
 
 struct slk_worker {
@@ -34,9 +35,10 @@ struct slk_worker {
     struct slk_pg_pool *pg;
     struct slk_instructor_cache *instructors;
     struct slk_token_cache *tokens;
-    struct slk_events *events; /* SSE clients of this loop */
-    struct slk_pubsub *pubsub; /* their feed from Redis */
-    struct slk_outbox *outbox; /* worker 0 only: moves, checks and delivers booking events; NULL elsewhere */
+    struct slk_avail_cache *avail_cache; /* recent availability replies (avail_cache.h) */
+    struct slk_events *events;           /* SSE clients of this loop */
+    struct slk_pubsub *pubsub;           /* their feed from Redis */
+    struct slk_outbox *outbox;           /* worker 0 only: moves, checks and delivers booking events; NULL elsewhere */
     int listen_fd;
     uint64_t drain_deadline; /* loop time (ms) after which a drain stops waiting */
     bool draining;

@@ -17,6 +17,7 @@
 #include "slk/instructor_store.h"
 #include "slk/log.h"
 #include "slk/redis.h"
+#include "slk/avail_cache.h"
 #include "slk/response.h"
 #include "slk/routes.h"
 #include "slk/scripts.h"
@@ -36,6 +37,9 @@ struct avail_op {
     int64_t from_ms, to_ms;
     struct slk_avail_plan plan;
     struct slk_instructor ins; /* a copy: the cache entry may change before Redis answers */
+    char cache_key[640];       /* instructor, settings version, query: "" when the reply is not to be kept */
+    size_t cache_key_len;
+    uint32_t gen; /* the instructor's generation when the Redis read was sent (avail_cache.h) */
 };
 
 static void op_free(struct avail_op *op)
@@ -159,6 +163,7 @@ static int query_units(struct avail_op *op)
     if (keys == NULL)
         return SLK_ENOMEM;
     int n = (int)(fixed + op->plan.num_minutes), rc;
+    op->gen = slk_avail_gen(op->instructor);
     if (plain) {
         keys[0] = "MGET";
         slk_key_version(storage + SLK_KEY_MAX, op->instructor);
@@ -198,6 +203,29 @@ static void plan(struct avail_op *op, const struct slk_instructor_entry *e)
         fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
 }
 
+static void send_reply(struct slk_request *req, const char *body, size_t len, const char *etag);
+
+/* The same question asked a moment ago, with nothing of the instructor changed since: the same answer. */
+static bool reply_from_cache(struct avail_op *op, const struct slk_instructor_entry *e)
+{
+    const struct slk_str *q = &op->req->query;
+    int n = snprintf(op->cache_key, sizeof(op->cache_key), "%s\n%" PRId64 "\n%.*s", op->instructor, e->ins.version,
+                     (int)q->len, q->ptr);
+    if (n < 0 || (size_t)n >= sizeof(op->cache_key)) {
+        op->cache_key_len = 0;
+        return false;
+    }
+    op->cache_key_len = (size_t)n;
+    struct slk_avail_hit hit;
+    if (slk_avail_cache_get(op->req->worker->avail_cache, op->instructor, op->cache_key, op->cache_key_len,
+                            slk_clock_now_ms(), &hit) != 0)
+        return false;
+    struct slk_request *req = op->req;
+    op_free(op);
+    send_reply(req, hit.body, hit.len, hit.etag);
+    return true;
+}
+
 static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
 {
     struct avail_op *op = data;
@@ -205,6 +233,8 @@ static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
         fail_backend(op, err, err == SLK_ENOTFOUND ? "instructor" : "redis");
         return;
     }
+    if (op->attempts == 0 && reply_from_cache(op, e))
+        return;
     plan(op, e);
 }
 
@@ -273,6 +303,11 @@ static void reply_slots(struct avail_op *op, char *slots, size_t slots_len, cons
                      ins->id, ins->timezone, from, to, op->duration_minutes);
     size_t len = (size_t)n + slots_len + 2;
     char *body = n > 0 && (size_t)n < sizeof(head) ? malloc(len + 1) : NULL;
+    char instructor[SLK_MAX_ID_LEN + 1], key[sizeof(op->cache_key)];
+    size_t key_len = op->cache_key_len;
+    uint32_t gen = op->gen;
+    memcpy(instructor, op->instructor, sizeof(instructor));
+    memcpy(key, op->cache_key, key_len);
     op_free(op);
     if (body == NULL) {
         free(slots);
@@ -283,8 +318,16 @@ static void reply_slots(struct avail_op *op, char *slots, size_t slots_len, cons
     memcpy(body + n, slots, slots_len);
     memcpy(body + n + slots_len, "}}", 3);
     free(slots);
+    if (key_len > 0)
+        slk_avail_cache_put(req->worker->avail_cache, instructor, key, key_len, gen, slk_clock_now_ms(), body, len,
+                            etag);
+    send_reply(req, body, len, etag);
+    free(body);
+}
+
+static void send_reply(struct slk_request *req, const char *body, size_t len, const char *etag)
+{
     if (slk_response_header(req, "ETag", etag) != 0 || slk_response_header(req, "Cache-Control", "no-cache") != 0) {
-        free(body);
         slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
         return;
     }
@@ -292,7 +335,6 @@ static void reply_slots(struct avail_op *op, char *slots, size_t slots_len, cons
         slk_response_send(req, 304, NULL, body, len); /* headers only; Content-Length of the 200 */
     else
         slk_response_send(req, 200, "application/json; charset=utf-8", body, len);
-    free(body);
 }
 
 static void read_states(struct avail_op *op, const redisReply *r)

@@ -192,3 +192,31 @@ def test_dst_new_york_fall_back():
     # 01:00 EDT = 05:00Z, 01:00 EST = 06:00Z, 02:00 EST = 07:00Z; 03:00 EST is past the 03:00 window end.
     _dst_case("America/New_York", False, [{"day": "sun", "start": "01:00", "end": "03:00"}], 60,
               lambda d: [_z(d, 5), _z(d, 6), _z(d, 7)])
+
+
+@timeout(60)
+def test_kept_replies_never_outlive_a_change_in_this_process():
+    """Replies are kept for a moment (avail_cache.h); a hold, a cancel or a block taken through any worker of
+    the process must show in the very next reply of every worker."""
+    from harness import Server
+    with Server(env={"WORKERS": "2"}, name="avail-cache") as srv:
+        ins = srv.put_instructor()
+        date = _date(6)
+        d = dt.date.fromisoformat(date)
+        query = {"from": date, "to": date}
+
+        def every_worker_sees(present, what):
+            # Fresh connections spread over both workers (SO_REUSEPORT); each asks twice so a kept reply is used.
+            for _ in range(12):
+                for _ in range(2):
+                    eq(_z(d, 10) in _starts(_avail(srv, ins, **query)), present, what)
+
+        every_worker_sees(True, "free before the hold")
+        h = srv.hold(ins, _z(d, 10), _z(d, 11))
+        every_worker_sees(False, "held right after the hold's reply")
+        expect_ok(srv.action(h.uuid, "cancel", h.student_token), 200)
+        every_worker_sees(True, "free right after the cancel")
+        with srv.client() as c:
+            expect_ok(c.post(f"/api/v1/instructors/{ins}/availability/block",
+                             {"blocks": [{"start_time": _z(d, 10), "end_time": _z(d, 11)}]}, token=srv.admin()), 201)
+        every_worker_sees(False, "blocked right after the block's reply")
