@@ -287,16 +287,21 @@ static int followup(struct ctx *x, int connections)
 
 /* ---- burst ---- */
 
-static int burst_prepare(void *ud, struct bench_request *r)
+/* A hold on hot slot k by a fresh student; r->a is the slot, r->b the student. */
+static int hot_hold_request(struct ctx *x, struct bench_request *r, int k)
 {
-    struct ctx *x = ud;
-    int k = (int)(next_rand(x) % (uint64_t)x->o->slots);
     uint64_t student = x->seq++;
     if (hold_request(x, r, 0, hot_start(x, k), student) != 0)
         return -1;
     r->a = (uint64_t)k;
     r->b = student;
     return 0;
+}
+
+static int burst_prepare(void *ud, struct bench_request *r)
+{
+    struct ctx *x = ud;
+    return hot_hold_request(x, r, (int)(next_rand(x) % (uint64_t)x->o->slots));
 }
 
 static void burst_reply(void *ud, const struct bench_request *r, int status, const char *body, size_t len)
@@ -317,13 +322,7 @@ static int hot_setup_prepare(void *ud, struct bench_request *r)
     struct ctx *x = ud;
     if (x->seq >= (uint64_t)x->o->slots)
         return 1;
-    int k = (int)x->seq;
-    uint64_t student = x->seq++;
-    if (hold_request(x, r, 0, hot_start(x, k), student) != 0)
-        return -1;
-    r->a = (uint64_t)k;
-    r->b = student;
-    return 0;
+    return hot_hold_request(x, r, (int)x->seq);
 }
 
 static void hot_setup_reply(void *ud, const struct bench_request *r, int status, const char *body, size_t len)
