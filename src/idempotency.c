@@ -115,7 +115,8 @@ bool slk__idem_find_location(const char *headers, size_t len, const char **value
 uint64_t slk__idem_lease_ms(const struct slk_config *cfg)
 {
     uint64_t lease = cfg->request_timeout_ms;
-    uint64_t backends = 2 * cfg->pg_timeout_ms + cfg->redis_timeout_ms;
+    /* The longest handler chain (a reschedule) makes up to four Postgres queries and six Redis calls in a row. */
+    uint64_t backends = 4 * cfg->pg_timeout_ms + 6 * cfg->redis_timeout_ms;
     if (backends > lease)
         lease = backends;
     return lease > SLK_IDEM_MIN_LEASE_MS ? lease : SLK_IDEM_MIN_LEASE_MS;

@@ -441,13 +441,23 @@ struct due_check {
     int64_t now;
 };
 
+static void sweep_start(struct slk_outbox *o);
+
+/* One sweep step finished; when the last one of a full batch ends, the next batch starts at once (a backlog of
+ * lapsed holds is worked off as fast as Redis answers, not one batch per tick). */
+static void sweep_step_done(struct slk_outbox *o)
+{
+    if (--o->sweeping == 0 && o->sweep_more && !o->stopping)
+        sweep_start(o);
+    slk__outbox_unref(o);
+}
+
 static void check_done(struct due_check *c)
 {
     struct slk_outbox *o = c->o;
     slk_booking_clear(&c->b);
     free(c);
-    o->sweeping--;
-    slk__outbox_unref(o);
+    sweep_step_done(o);
 }
 
 static void on_due_updated(void *data, redisReply *r, const char *err)
@@ -614,20 +624,25 @@ static void on_due(void *data, redisReply *r, const char *err)
         if (err != slk_redis_err_disconnected && err != slk_redis_err_shutdown)
             slk_log(SLK_LOG_WARN, "expiry checks not read", "error", redis_error_text(r, err), NULL);
     } else if (!o->stopping) {
+        o->sweep_more = r->elements >= SLK_OUTBOX_SWEEP_BATCH;
         for (size_t i = 0; i < r->elements; i++)
             if (r->element[i]->type == REDIS_REPLY_STRING)
                 check_start(o, r->element[i]->str, r->element[i]->len, s->now);
     }
     free(s);
-    o->sweeping--;
-    slk__outbox_unref(o);
+    sweep_step_done(o);
 }
 
 static void on_sweep_tick(uv_timer_t *t)
 {
     struct slk_outbox *o = t->data;
-    if (o->sweeping > 0 || o->stopping)
-        return;
+    if (o->sweeping == 0 && !o->stopping)
+        sweep_start(o);
+}
+
+static void sweep_start(struct slk_outbox *o)
+{
+    o->sweep_more = false;
     struct sweep *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return;

@@ -22,7 +22,7 @@
 #define SLK_OUTBOX_MOVE_BATCH 256          /* stream entries per INSERT */
 #define SLK_OUTBOX_MOVE_MS 200
 #define SLK_OUTBOX_SWEEP_MS 1000
-#define SLK_OUTBOX_SWEEP_BATCH 64     /* expiry checks per sweep */
+#define SLK_OUTBOX_SWEEP_BATCH 256    /* expiry checks per sweep (a full one is followed by the next at once) */
 #define SLK_OUTBOX_DUE_LEASE_MS 30000 /* a claimed expiry check comes due again after this */
 #define SLK_OUTBOX_DISPATCH_MS 250
 #define SLK_OUTBOX_MAX_DELIVERIES 8     /* webhook requests in flight (different bookings) */
@@ -75,7 +75,8 @@ struct slk_outbox {
     int refs; /* the owner, each open timer, each operation in flight */
     bool stopping;
     bool moving;
-    int sweeping; /* expiry checks in flight */
+    int sweeping;    /* expiry checks in flight */
+    bool sweep_more; /* the last sweep claimed a full batch: more may be due */
     bool claiming;
     int deliveries_inflight;
     struct slk_outbox_delivery *deliveries; /* in flight, for cancelling on stop */

@@ -128,6 +128,7 @@ void slk_scripts_load_all(struct slk_redis *r, void *unused)
 struct eval_call {
     struct slk_redis *r;
     const struct slk_script *script;
+    enum slk_script_id id;
     slk_redis_cb cb;
     void *data;
     bool retried;
@@ -139,8 +140,13 @@ struct eval_call {
 
 static void on_eval_reply(void *data, redisReply *reply, const char *err);
 
+static bool changes_units(enum slk_script_id id);
+
 static void eval_finish(struct eval_call *call, redisReply *reply, const char *err)
 {
+    /* Again once it ran: a read another worker sent after the first bump may have reached Redis before it. */
+    if (changes_units(call->id) && call->argc > EVAL_FIXED_ARGS)
+        slk_avail_gen_bump_key(call->argv[EVAL_FIXED_ARGS], call->lens[EVAL_FIXED_ARGS]);
     call->cb(call->data, reply, err);
     free(call);
 }
@@ -250,7 +256,7 @@ int slk_script_eval(struct slk_redis *r, enum slk_script_id id, slk_redis_cb cb,
         malloc(sizeof(*call) + (size_t)argc * (sizeof(*call->argv) + sizeof(*call->lens)) + bytes_len);
     if (call == NULL)
         return SLK_ENOMEM;
-    *call = (struct eval_call){.r = r, .script = script, .cb = cb, .data = data, .argc = argc};
+    *call = (struct eval_call){.r = r, .script = script, .id = id, .cb = cb, .data = data, .argc = argc};
     call->lens = (size_t *)(call + 1);
     call->argv = (const char **)(call->lens + argc);
     char *bytes = (char *)(call->argv + argc);

@@ -169,15 +169,50 @@ static void changed_meanwhile(struct bop *op)
     bop_error(op, 409, "conflict", "The booking changed while it was being moved; fetch it and try again", NULL);
 }
 
+/*
+ * The UPDATE's answer was lost (timeout, connection): it may still commit.
+ * FOR UPDATE waits for it if it is still running, so the row then says
+ * which way it went, and Redis follows: commit or abort. If even that read
+ * fails, the claims are left to lapse rather than free time Postgres may
+ * have given to this booking.
+ */
+static void on_settled(void *data, PGresult *res, const char *err)
+{
+    struct bop *op = data;
+    struct move *m = move_of(op);
+    if (err != NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0) {
+        m->claimed = false;
+        bop_backend(op, SLK_EUNAVAILABLE, "postgres");
+        return;
+    }
+    if (!bop_take_row(op, res))
+        return;
+    if (op->b.start_ms != m->to.start_ms || strcmp(op->b.status, "confirmed") != 0) {
+        abort_claims(op);
+        bop_backend(op, SLK_EUNAVAILABLE, "postgres");
+        return;
+    }
+    m->claimed = false;
+    if (commit_units(op) != 0)
+        on_committed(op, NULL, slk_redis_err_disconnected);
+}
+
+static void settle_unknown(struct bop *op)
+{
+    const char *params[1] = {op->uuid};
+    if (slk_pg_query(op->req->worker->pg, "SELECT " SLK_BOOKING_PG_COLUMNS " FROM bookings WHERE uuid = $1 FOR UPDATE",
+                     1, params, on_settled, op) != 0) {
+        move_of(op)->claimed = false;
+        bop_backend(op, SLK_EUNAVAILABLE, "postgres");
+    }
+}
+
 static void on_moved(void *data, PGresult *res, const char *err)
 {
     struct bop *op = data;
     struct move *m = move_of(op);
     if (err != NULL) {
-        /* The UPDATE may or may not have committed: keep the claims until they lapse rather than free time
-         * Postgres may already have given to this booking. */
-        m->claimed = false;
-        bop_backend(op, SLK_EUNAVAILABLE, "postgres");
+        settle_unknown(op);
         return;
     }
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);

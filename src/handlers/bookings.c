@@ -41,7 +41,7 @@ struct create_op {
     char **unit_keys;
     int64_t ins_version; /* the settings the request was validated against */
     bool capped;         /* counted against the student's cap (hold_cap.h) until granted or given back */
-    int grant_pending;   /* replies awaited after the hold was granted: index, cap */
+    int grant_pending;   /* steps awaited after the hold was granted: index, cap, settle_grant itself */
     int index_rc, cap_rc;
     int64_t retry_ms; /* cap refusal: when the student's earliest hold lapses */
 };
@@ -478,14 +478,20 @@ static void grant_settled(struct create_op *op)
     fail_backend(op, SLK_EUNAVAILABLE, "redis");
 }
 
+/* Counts down the index reply, the cap reply and settle_grant itself (which may see either answered at once). */
+static void grant_step_done(struct create_op *op)
+{
+    if (--op->grant_pending == 0)
+        grant_settled(op);
+}
+
 static void on_index_set(void *data, redisReply *r, const char *err)
 {
     struct create_op *op = data;
     if (err != NULL || r->type == REDIS_REPLY_ERROR)
         slk_log(SLK_LOG_ERROR, "booking index write failed", "error", err != NULL ? err : r->str, NULL);
     op->index_rc = err != NULL || r->type == REDIS_REPLY_ERROR ? SLK_EUNAVAILABLE : 0;
-    if (--op->grant_pending == 0)
-        grant_settled(op);
+    grant_step_done(op);
 }
 
 static void on_admitted(void *data, int rc, int64_t retry_ms)
@@ -494,13 +500,12 @@ static void on_admitted(void *data, int rc, int64_t retry_ms)
     op->cap_rc = rc;
     op->retry_ms = retry_ms;
     op->capped = rc == 0;
-    if (--op->grant_pending == 0)
-        grant_settled(op);
+    grant_step_done(op);
 }
 
 static void settle_grant(struct create_op *op)
 {
-    op->grant_pending = 2;
+    op->grant_pending = 3;
     if (set_index(op) != 0) {
         op->index_rc = SLK_EUNAVAILABLE;
         op->grant_pending--;
@@ -509,16 +514,15 @@ static void settle_grant(struct create_op *op)
         op->cap_rc = SLK_EUNAVAILABLE;
         op->grant_pending--;
     }
-    if (op->grant_pending == 0)
-        grant_settled(op);
+    grant_step_done(op);
 }
 
 static void on_hold(void *data, redisReply *r, const char *err)
 {
     struct create_op *op = data;
     if (err != NULL) {
-        /* Timed out, or lost mid-command: the script may have run. */
-        if (err == slk_redis_err_timeout || err == slk_redis_err_disconnected)
+        /* Timed out, lost mid-command or garbled: the script may have run. */
+        if (err != slk_redis_err_shutdown)
             undo_hold(op);
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
