@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "slk/booking.h"
+#include "slk/instructor.h"
 #include "slk/timeutil.h"
 
 void slk_booking_init(struct slk_booking *b)
@@ -289,6 +290,14 @@ int slk_booking_eval(struct slk_redis *r, const struct slk_booking *b, enum slk_
     free(keys);
     free(units);
     return rc;
+}
+
+void slk_booking_cover(struct slk_booking *b, const struct slk_instructor *ins)
+{
+    b->unit_minutes = ins->granularity_minutes;
+    b->units_first_min = b->start_ms / 60000 - ins->buffer_minutes;
+    b->unit_count = (int)((b->end_ms - b->start_ms) / 60000 / b->unit_minutes) +
+                    2 * (ins->buffer_minutes / ins->granularity_minutes);
 }
 
 void slk_price_format(int64_t cents, char out[32])

@@ -94,6 +94,11 @@ char **slk_booking_unit_keys(const char *instructor, int64_t first_min, int unit
 int slk_booking_eval(struct slk_redis *r, const struct slk_booking *b, enum slk_script_id script, slk_redis_cb cb,
                      void *data, int nargs, const char **args) SLK_MUST_CHECK;
 
+struct slk_instructor;
+/* Sets unit_minutes, units_first_min and unit_count from start/end: the grid units of [start, end) plus the
+ * instructor's buffer on each side (R-HOLD). */
+void slk_booking_cover(struct slk_booking *b, const struct slk_instructor *ins);
+
 /* Price helpers: "50.00" ⇄ 5000 cents. */
 void slk_price_format(int64_t cents, char out[32]);
 

@@ -355,8 +355,7 @@ void slk_handle_block_create(struct slk_request *req)
         return;
     }
     op->req = req;
-    if (!slk__param(req, 0, op->instructor, sizeof(op->instructor)) ||
-        !slk_id_valid(op->instructor, strlen(op->instructor))) {
+    if (!slk__instructor_param(req, op->instructor)) {
         op_free(op);
         slk_reply_error(req, 404, "not_found", "No such instructor", NULL);
         return;
@@ -452,7 +451,7 @@ void slk_handle_block_delete(struct slk_request *req)
         return;
     }
     op->req = req;
-    if (!slk__param(req, 0, op->instructor, sizeof(op->instructor)) || !slk__param(req, 1, uuid, sizeof(uuid)) ||
+    if (!slk__instructor_param(req, op->instructor) || !slk__param(req, 1, uuid, sizeof(uuid)) ||
         !slk_uuid_valid(uuid, strlen(uuid))) {
         free(op);
         slk_reply_error(req, 404, "not_found", "No such block", NULL);

@@ -33,13 +33,9 @@
 #include "slk/worker.h"
 
 struct move {
-    bool naive; /* new_start_time had no offset: read it in the instructor's zone */
-    int64_t utc_ms;
-    struct slk_local_time local;
+    struct slk__time_input start_in;
     bool has_end;
-    bool end_naive;
-    int64_t end_utc_ms;
-    struct slk_local_time end_local;
+    struct slk__time_input end_in;
     int attempts;
     struct slk_booking old; /* the booking as fetched: its range and units */
     struct slk_booking to;  /* the new range and units */
@@ -317,37 +313,19 @@ static int take_units(struct bop *op, const struct slk_instructor *ins)
 
 /* Validation of the new time against the instructor and the policy. */
 
-static bool on_grid(const struct slk_instructor_entry *e, int64_t t)
-{
-    struct slk_local_time lt;
-    if (t % 60000 != 0 || slk_tz_to_local(e->tz, t, &lt) != 0)
-        return false;
-    return lt.second == 0 && (lt.hour * 60 + lt.minute) % e->ins.granularity_minutes == 0;
-}
-
-static int resolve(bool naive, int64_t utc_ms, const struct slk_local_time *local, struct slk_tz *tz, int64_t *out)
-{
-    if (!naive) {
-        *out = utc_ms;
-        return 0;
-    }
-    return slk_tz_from_local(tz, local, out);
-}
-
 /* Replies itself and returns false when the new time is not acceptable. */
 static bool check_new_time(struct bop *op, const struct slk_instructor_entry *e, int64_t now)
 {
     struct move *m = move_of(op);
     const struct slk_config *cfg = op->req->worker->cfg;
     int64_t start;
-    if (resolve(m->naive, m->utc_ms, &m->local, e->tz, &start) != 0) {
+    if (slk__time_resolve(&m->start_in, e->tz, &start) != 0) {
         bop_error(op, 422, "validation_failed", "new_start_time does not exist in the instructor's time zone",
                   json_pack("{s:s}", "field", "new_start_time"));
         return false;
     }
     int64_t duration = m->old.end_ms - m->old.start_ms, end = start + duration, asked_end;
-    if (m->has_end &&
-        (resolve(m->end_naive, m->end_utc_ms, &m->end_local, e->tz, &asked_end) != 0 || asked_end != end)) {
+    if (m->has_end && (slk__time_resolve(&m->end_in, e->tz, &asked_end) != 0 || asked_end != end)) {
         bop_policy_violation(op, "same_duration", "A rescheduled booking keeps its duration", "end_time", end);
         return false;
     }
@@ -363,7 +341,7 @@ static bool check_new_time(struct bop *op, const struct slk_instructor_entry *e,
     const char *why = NULL;
     if (start == m->old.start_ms)
         why = "new_start_time is the booking's current start";
-    else if (!on_grid(e, start) || !on_grid(e, end))
+    else if (!slk__on_grid(e, start) || !slk__on_grid(e, end))
         why = "new_start_time must be on the instructor's grid";
     else if (!slk_instructor_covers(&e->ins, e->tz, start, end))
         why = "the booking must lie inside the instructor's working hours";
@@ -376,14 +354,6 @@ static bool check_new_time(struct bop *op, const struct slk_instructor_entry *e,
     return true;
 }
 
-static void plan_units(struct move *m, const struct slk_instructor *ins)
-{
-    m->to.unit_minutes = ins->granularity_minutes;
-    m->to.units_first_min = m->to.start_ms / 60000 - ins->buffer_minutes;
-    m->to.unit_count = (int)((m->to.end_ms - m->to.start_ms) / 60000 / ins->granularity_minutes) +
-                       2 * (ins->buffer_minutes / ins->granularity_minutes);
-}
-
 static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
 {
     struct bop *op = data;
@@ -393,7 +363,7 @@ static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
     }
     if (!check_new_time(op, e, slk_clock_now_ms()))
         return;
-    plan_units(move_of(op), &e->ins);
+    slk_booking_cover(&move_of(op)->to, &e->ins);
     int rc = take_units(op, &e->ins);
     if (rc != 0)
         bop_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
@@ -448,13 +418,11 @@ static struct move *parse_body(struct slk_request *req)
     }
     slk_booking_init(&m->old);
     slk_booking_init(&m->to);
-    if (!json_is_string(start) || slk_time_parse_rfc3339(json_string_value(start), json_string_length(start),
-                                                         &m->utc_ms, &m->naive, &m->local) != 0)
+    if (slk__time_parse(start, &m->start_in) != 0)
         bad = "new_start_time";
     else if (end != NULL && !json_is_null(end)) {
         m->has_end = true;
-        if (!json_is_string(end) || slk_time_parse_rfc3339(json_string_value(end), json_string_length(end),
-                                                           &m->end_utc_ms, &m->end_naive, &m->end_local) != 0)
+        if (slk__time_parse(end, &m->end_in) != 0)
             bad = "new_end_time";
     }
     json_decref(body);

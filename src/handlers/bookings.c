@@ -27,16 +27,10 @@
 #define MAX_PURPOSE_BYTES 500
 #define MAX_PRICE_CENTS (1000000000000LL * 100)
 
-struct time_input {
-    bool naive;
-    int64_t utc_ms;
-    struct slk_local_time local;
-};
-
 struct create_op {
     struct slk_request *req;
     struct slk_booking b; /* the record being created */
-    struct time_input start_in, end_in;
+    struct slk__time_input start_in, end_in;
     int attempts;
     char **unit_keys;
     int64_t ins_version; /* the settings the request was validated against */
@@ -85,13 +79,9 @@ static const char *take_id(const json_t *body, const char *field, char *out)
     return NULL;
 }
 
-static const char *take_time(const json_t *body, const char *field, struct time_input *out)
+static const char *take_time(const json_t *body, const char *field, struct slk__time_input *out)
 {
-    const json_t *v = json_object_get(body, field);
-    const char *s = json_string_value(v);
-    if (s == NULL || slk_time_parse_rfc3339(s, json_string_length(v), &out->utc_ms, &out->naive, &out->local) != 0)
-        return field;
-    return NULL;
+    return slk__time_parse(json_object_get(body, field), out) != 0 ? field : NULL;
 }
 
 static const char *take_price(const json_t *body, struct slk_booking *b)
@@ -161,33 +151,16 @@ static const char *parse_body(const json_t *body, struct create_op *op)
 
 /* Validation against the instructor's settings (R-HOLD). */
 
-static int resolve_time(const struct time_input *in, struct slk_tz *tz, int64_t *out)
-{
-    if (!in->naive) {
-        *out = in->utc_ms;
-        return 0;
-    }
-    return slk_tz_from_local(tz, &in->local, out);
-}
-
-static bool on_grid(const struct slk_instructor_entry *e, int64_t t)
-{
-    struct slk_local_time lt;
-    if (t % 60000 != 0 || slk_tz_to_local(e->tz, t, &lt) != 0)
-        return false;
-    return lt.second == 0 && (lt.hour * 60 + lt.minute) % e->ins.granularity_minutes == 0;
-}
-
 /* Returns NULL when the request fits; else sets *why and returns the field. */
 static const char *validate_times(struct create_op *op, const struct slk_instructor_entry *e, int64_t now,
                                   const char **why)
 {
     struct slk_booking *b = &op->b;
-    if (resolve_time(&op->start_in, e->tz, &b->start_ms) != 0) {
+    if (slk__time_resolve(&op->start_in, e->tz, &b->start_ms) != 0) {
         *why = "start_time does not exist in the instructor's time zone";
         return "start_time";
     }
-    if (resolve_time(&op->end_in, e->tz, &b->end_ms) != 0) {
+    if (slk__time_resolve(&op->end_in, e->tz, &b->end_ms) != 0) {
         *why = "end_time does not exist in the instructor's time zone";
         return "end_time";
     }
@@ -198,10 +171,10 @@ static const char *validate_times(struct create_op *op, const struct slk_instruc
     if (b->end_ms - b->start_ms > (int64_t)SLK_MAX_BOOKING_MINUTES * 60000)
         return "end_time";
     *why = "start_time must be on the instructor's grid";
-    if (!on_grid(e, b->start_ms))
+    if (!slk__on_grid(e, b->start_ms))
         return "start_time";
     *why = "end_time must be on the instructor's grid";
-    if (!on_grid(e, b->end_ms))
+    if (!slk__on_grid(e, b->end_ms))
         return "end_time";
     *why = "the booking must last a whole number of grid units";
     if ((b->end_ms - b->start_ms) % ((int64_t)e->ins.granularity_minutes * 60000) != 0)
@@ -219,10 +192,7 @@ static void plan_units(struct create_op *op, const struct slk_instructor *ins, i
 {
     struct slk_booking *b = &op->b;
     int64_t hold_ms = (int64_t)ins->hold_seconds * 1000;
-    b->unit_minutes = ins->granularity_minutes;
-    b->units_first_min = b->start_ms / 60000 - ins->buffer_minutes;
-    b->unit_count = (int)((b->end_ms - b->start_ms) / 60000 / b->unit_minutes) +
-                    2 * (ins->buffer_minutes / ins->granularity_minutes);
+    slk_booking_cover(b, ins);
     b->hold_expires_ms = now + (b->start_ms - now < hold_ms ? b->start_ms - now : hold_ms);
     b->requires_acceptance = ins->requires_acceptance;
     b->created_ms = b->updated_ms = now;

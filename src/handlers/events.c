@@ -41,8 +41,7 @@ void slk_handle_events(struct slk_request *req)
         return;
     }
     op->req = req;
-    if (!slk__param(req, 0, op->instructor, sizeof(op->instructor)) ||
-        !slk_id_valid(op->instructor, strlen(op->instructor))) {
+    if (!slk__instructor_param(req, op->instructor)) {
         free(op);
         slk_reply_error(req, 404, "not_found", "No such instructor", NULL);
         return;

@@ -7,6 +7,9 @@
 #include <stdbool.h>
 
 #include "slk/http.h"
+#include "slk/timeutil.h"
+
+struct slk_instructor_entry;
 
 /*
  * The request body as a JSON object. On failure replies itself (400
@@ -25,6 +28,22 @@ bool slk__is_student(const struct slk_request *req, const char *student_id);
 
 /* Maps an SLK_E* from a backend step to a reply: 503 for unavailability, 404, else 500. */
 void slk__reply_backend_error(struct slk_request *req, int err, const char *what);
+
+/* A time as a request gave it: RFC 3339 with an offset, or naive (read in the instructor's zone). */
+struct slk__time_input {
+    bool naive;
+    int64_t utc_ms;
+    struct slk_local_time local;
+};
+
+/* 0, or -1 when v is not an RFC 3339 string. */
+int slk__time_parse(const json_t *v, struct slk__time_input *out);
+/* The instant in UTC ms; -1 when a naive time does not exist in the zone (DST gap). */
+int slk__time_resolve(const struct slk__time_input *in, struct slk_tz *tz, int64_t *out);
+/* On the instructor's grid: a whole minute whose local time is a multiple of granularity_minutes. */
+bool slk__on_grid(const struct slk_instructor_entry *e, int64_t t);
+/* Path parameter 0 as a valid instructor id (^[A-Za-z0-9._:-]{1,64}$). */
+bool slk__instructor_param(const struct slk_request *req, char out[SLK_MAX_ID_LEN + 1]);
 
 /* True when a script replied an array whose first element is the string tag ("OK", "TAKEN", "STALE", …). */
 bool slk__script_reply_is(const redisReply *r, const char *tag);

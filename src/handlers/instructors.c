@@ -152,7 +152,7 @@ static void on_grid_checked(void *data, PGresult *res, const char *err)
 void slk_handle_instructor_put(struct slk_request *req)
 {
     char id[SLK_MAX_ID_LEN + 1];
-    if (!slk__param(req, 0, id, sizeof(id)) || !slk_id_valid(id, strlen(id))) {
+    if (!slk__instructor_param(req, id)) {
         slk_reply_invalid(req, "id", "Instructor ids match ^[A-Za-z0-9._:-]{1,64}$");
         return;
     }
@@ -213,7 +213,7 @@ static void on_get_loaded(void *data, PGresult *res, const char *err)
 void slk_handle_instructor_get(struct slk_request *req)
 {
     char id[SLK_MAX_ID_LEN + 1];
-    if (!slk__param(req, 0, id, sizeof(id)) || !slk_id_valid(id, strlen(id))) {
+    if (!slk__instructor_param(req, id)) {
         slk_reply_error(req, 404, "not_found", "No such instructor", NULL);
         return;
     }

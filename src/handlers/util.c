@@ -2,6 +2,7 @@
 
 #include "handlers/handlers_internal.h"
 #include "slk/auth.h"
+#include "slk/instructor.h"
 #include "slk/log.h"
 #include "slk/response.h"
 
@@ -31,6 +32,36 @@ bool slk__param(const struct slk_request *req, size_t i, char *out, size_t cap)
     memcpy(out, req->params[i].ptr, req->params[i].len);
     out[req->params[i].len] = '\0';
     return true;
+}
+
+bool slk__instructor_param(const struct slk_request *req, char out[SLK_MAX_ID_LEN + 1])
+{
+    return slk__param(req, 0, out, SLK_MAX_ID_LEN + 1) && slk_id_valid(out, strlen(out));
+}
+
+int slk__time_parse(const json_t *v, struct slk__time_input *out)
+{
+    const char *s = json_string_value(v);
+    if (s == NULL || slk_time_parse_rfc3339(s, json_string_length(v), &out->utc_ms, &out->naive, &out->local) != 0)
+        return -1;
+    return 0;
+}
+
+int slk__time_resolve(const struct slk__time_input *in, struct slk_tz *tz, int64_t *out)
+{
+    if (!in->naive) {
+        *out = in->utc_ms;
+        return 0;
+    }
+    return slk_tz_from_local(tz, &in->local, out);
+}
+
+bool slk__on_grid(const struct slk_instructor_entry *e, int64_t t)
+{
+    struct slk_local_time lt;
+    if (t % 60000 != 0 || slk_tz_to_local(e->tz, t, &lt) != 0)
+        return false;
+    return lt.second == 0 && (lt.hour * 60 + lt.minute) % e->ins.granularity_minutes == 0;
 }
 
 bool slk__is_admin(const struct slk_request *req)
