@@ -1,5 +1,7 @@
 #include "sign.h"
 
+#include "slk/auth.h"
+
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -9,7 +11,8 @@
 
 struct bench_signer {
     EVP_MAC *mac;
-    EVP_MAC_CTX *ctx;
+    EVP_MAC_CTX *ctx; /* keyed once: a token per request costs two SHA-256 passes and no allocation */
+    char *secret;     /* for callback signatures (slk_signature_make), which are few */
 };
 
 /* base64url of {"alg":"HS256","typ":"JWT"}: constant, so precomputed. */
@@ -23,8 +26,9 @@ struct bench_signer *bench_signer_new(const char *secret)
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                            OSSL_PARAM_construct_end()};
+    s->secret = strdup(secret);
     s->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (s->mac == NULL)
+    if (s->secret == NULL || s->mac == NULL)
         goto fail;
     s->ctx = EVP_MAC_CTX_new(s->mac);
     if (s->ctx == NULL)
@@ -43,6 +47,7 @@ void bench_signer_free(struct bench_signer *s)
         return;
     EVP_MAC_CTX_free(s->ctx);
     EVP_MAC_free(s->mac);
+    free(s->secret);
     free(s);
 }
 
@@ -54,30 +59,6 @@ static int hmac2(struct bench_signer *s, const void *a, size_t alen, const void 
         !EVP_MAC_final(s->ctx, out, &outlen, 32) || outlen != 32)
         return -1;
     return 0;
-}
-
-static size_t b64url(const unsigned char *in, size_t len, char *out)
-{
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0, i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = tbl[v >> 18 & 63];
-        out[o++] = tbl[v >> 12 & 63];
-        out[o++] = tbl[v >> 6 & 63];
-        out[o++] = tbl[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = tbl[v >> 18 & 63];
-        out[o++] = tbl[v >> 12 & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = tbl[v >> 18 & 63];
-        out[o++] = tbl[v >> 12 & 63];
-        out[o++] = tbl[v >> 6 & 63];
-    }
-    return o;
 }
 
 int bench_jwt_mint(struct bench_signer *s, const char *sub, const char *role, int64_t exp, char *out, size_t cap)
@@ -94,29 +75,20 @@ int bench_jwt_mint(struct bench_signer *s, const char *sub, const char *role, in
     memcpy(out, JWT_HEADER, hlen);
     size_t o = hlen;
     out[o++] = '.';
-    o += b64url((const unsigned char *)payload, (size_t)plen, out + o);
+    o += slk_b64url_encode((const unsigned char *)payload, (size_t)plen, out + o);
     unsigned char mac[32];
     if (hmac2(s, out, o, "", 0, mac) != 0)
         return -1;
     out[o++] = '.';
-    o += b64url(mac, sizeof(mac), out + o);
+    o += slk_b64url_encode(mac, sizeof(mac), out + o);
     out[o] = '\0';
     return (int)o;
 }
 
 int bench_signature_make(struct bench_signer *s, const char *body, size_t body_len, int64_t t, char *out, size_t cap)
 {
-    char prefix[32];
-    int plen = snprintf(prefix, sizeof(prefix), "%lld.", (long long)t);
-    unsigned char mac[32];
-    if (cap < BENCH_SIGNATURE_MAX || hmac2(s, prefix, (size_t)plen, body, body_len, mac) != 0)
+    if (cap < BENCH_SIGNATURE_MAX ||
+        slk_signature_make(out, cap, body, body_len, (const unsigned char *)s->secret, strlen(s->secret), t) != 0)
         return -1;
-    int n = snprintf(out, cap, "t=%lld,v1=", (long long)t);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[n++] = hex[mac[i] >> 4];
-        out[n++] = hex[mac[i] & 15];
-    }
-    out[n] = '\0';
-    return n;
+    return (int)strlen(out);
 }

@@ -91,8 +91,7 @@ static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t 
     return 0;
 }
 
-/* out needs (len * 4 + 2) / 3 + 1 bytes; it is NUL-terminated. */
-static size_t b64url_encode(const unsigned char *in, size_t len, char *out)
+size_t slk_b64url_encode(const unsigned char *in, size_t len, char *out)
 {
     size_t n = 0;
     size_t i = 0;
@@ -248,7 +247,7 @@ static int append_segment(char *buf, size_t cap, size_t *n, const char *json, si
 {
     if (json_len > (cap - *n - 1) / 4 * 3)
         return SLK_ETOOBIG;
-    *n += b64url_encode((const unsigned char *)json, json_len, buf + *n);
+    *n += slk_b64url_encode((const unsigned char *)json, json_len, buf + *n);
     return 0;
 }
 
@@ -285,7 +284,7 @@ char *slk_jwt_sign(const char *sub, enum slk_role role, int64_t exp, const unsig
     if (n + 1 + 43 + 1 > JWT_MAX_LEN + 1)
         goto fail;
     token[n++] = '.';
-    b64url_encode(mac, sizeof(mac), token + n);
+    slk_b64url_encode(mac, sizeof(mac), token + n);
 
     free(payload);
     json_decref(claims);

@@ -39,6 +39,10 @@ int slk_jwt_verify(const char *token, size_t len, const unsigned char *secret, s
                    struct slk_identity *out) SLK_MUST_CHECK;
 
 /* Mints an HS256 token; returns malloc'd string or NULL. */
+/* base64url without padding (RFC 7515 section 2); out needs (len * 4 + 2) / 3 + 1 bytes and is NUL-terminated.
+ * Returns the length written. */
+size_t slk_b64url_encode(const unsigned char *in, size_t len, char *out);
+
 char *slk_jwt_sign(const char *sub, enum slk_role role, int64_t exp, const unsigned char *secret,
                    size_t secret_len) SLK_MUST_CHECK;
 
