@@ -300,6 +300,13 @@ void slk_booking_cover(struct slk_booking *b, const struct slk_instructor *ins)
                     2 * (ins->buffer_minutes / ins->granularity_minutes);
 }
 
+void slk_booking_units_range(const struct slk_booking *b, int64_t first, int64_t last, int64_t *from_ms, int64_t *to_ms)
+{
+    int64_t step = (int64_t)b->unit_minutes * 60000, base = b->units_first_min * 60000;
+    *from_ms = base + first * step;
+    *to_ms = base + (last + 1) * step;
+}
+
 void slk_price_format(int64_t cents, char out[32])
 {
     snprintf(out, 32, "%" PRId64 ".%02" PRId64, cents / 100, cents % 100);

@@ -98,6 +98,9 @@ struct slk_instructor;
 /* Sets unit_minutes, units_first_min and unit_count from start/end: the grid units of [start, end) plus the
  * instructor's buffer on each side (R-HOLD). */
 void slk_booking_cover(struct slk_booking *b, const struct slk_instructor *ins);
+/* The time [*from_ms, *to_ms) of covered units first..last (0-based, as the scripts report a taken range). */
+void slk_booking_units_range(const struct slk_booking *b, int64_t first, int64_t last, int64_t *from_ms,
+                             int64_t *to_ms);
 
 /* Price helpers: "50.00" ⇄ 5000 cents. */
 void slk_price_format(int64_t cents, char out[32]);

@@ -149,11 +149,9 @@ static const char move_sql[] =
 
 static void reply_taken(struct bop *op, int64_t from, int64_t to)
 {
-    char from_s[32], to_s[32];
-    slk_time_format_rfc3339(from, from_s);
-    slk_time_format_rfc3339(to, to_s);
-    bop_error(op, 409, "slot_unavailable", "The requested time is already held or booked",
-              json_pack("{s:s, s:s}", "start_time", from_s, "end_time", to_s));
+    struct slk_request *req = op->req;
+    bop_free(op);
+    slk__reply_slot_unavailable(req, from, to);
 }
 
 static void changed_meanwhile(struct bop *op)
@@ -276,8 +274,9 @@ static void on_taken(void *data, redisReply *r, const char *err)
         return;
     }
     if (slk__script_reply_is(r, "TAKEN") && r->elements == 3) {
-        int64_t step = (int64_t)m->to.unit_minutes * 60000, base = m->to.units_first_min * 60000;
-        reply_taken(op, base + r->element[1]->integer * step, base + (r->element[2]->integer + 1) * step);
+        int64_t from, to;
+        slk_booking_units_range(&m->to, r->element[1]->integer, r->element[2]->integer, &from, &to);
+        reply_taken(op, from, to);
         return;
     }
     bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");

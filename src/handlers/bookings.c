@@ -387,15 +387,11 @@ static void reply_created(struct create_op *op)
 static void reply_taken(struct create_op *op, long long first, long long last)
 {
     struct slk_request *req = op->req;
-    int64_t step = (int64_t)op->b.unit_minutes * 60000;
-    int64_t from = op->b.units_first_min * 60000 + first * step, to = op->b.units_first_min * 60000 + (last + 1) * step;
-    char from_s[32], to_s[32];
-    slk_time_format_rfc3339(from, from_s);
-    slk_time_format_rfc3339(to, to_s);
+    int64_t from, to;
+    slk_booking_units_range(&op->b, first, last, &from, &to);
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_TAKEN);
-    slk_reply_error(req, 409, "slot_unavailable", "The requested time is already held or booked",
-                    json_pack("{s:s, s:s}", "start_time", from_s, "end_time", to_s));
+    slk__reply_slot_unavailable(req, from, to);
 }
 
 static void on_abandoned(void *data, redisReply *r, const char *err)

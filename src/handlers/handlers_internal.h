@@ -45,6 +45,9 @@ bool slk__on_grid(const struct slk_instructor_entry *e, int64_t t);
 /* Path parameter 0 as a valid instructor id (^[A-Za-z0-9._:-]{1,64}$). */
 bool slk__instructor_param(const struct slk_request *req, char out[SLK_MAX_ID_LEN + 1]);
 
+/* 409 slot_unavailable naming the taken range [from_ms, to_ms) (R-HOLD). */
+void slk__reply_slot_unavailable(struct slk_request *req, int64_t from_ms, int64_t to_ms);
+
 /* True when a script replied an array whose first element is the string tag ("OK", "TAKEN", "STALE", …). */
 bool slk__script_reply_is(const redisReply *r, const char *tag);
 
