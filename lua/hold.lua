@@ -13,8 +13,9 @@
 -- ARGV[6]  listing member, '<instructor>/<uuid>'
 -- ARGV[7..] field, value pairs stored in the booking record
 --
--- Returns {"OK", fence} | {"TAKEN", first_index, last_index} (0-based unit
--- indexes) | {"STALE", ver, cfg} when the settings changed since the caller
+-- Returns {"OK", fence} | {"TAKEN", first_index, last_index, lapse_ms} (0-based
+-- unit indexes; lapse_ms: until the first taken unit expires by itself, -1
+-- when none does) | {"STALE", ver, cfg} when the settings changed since the caller
 -- read them | {"NOLOAD"} when Redis holds no settings for the instructor
 -- (first use, or Redis restarted empty): the caller reloads from Postgres,
 -- confirmed bookings included, before any hold is granted.
@@ -27,14 +28,19 @@ if ver ~= ARGV[1] then
 end
 
 local first, last
+local lapse = -1
 for i = 5, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 1 then
+    local ttl = redis.call('PTTL', KEYS[i])
+    if ttl ~= -2 then
         first = first or (i - 5)
         last = i - 5
+        if ttl >= 0 and (lapse < 0 or ttl < lapse) then
+            lapse = ttl
+        end
     end
 end
 if first then
-    return {'TAKEN', first, last}
+    return {'TAKEN', first, last, lapse}
 end
 
 local value = 'H:' .. ARGV[2]

@@ -1,4 +1,5 @@
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,8 @@
 #define CACHE_SLOTS 1024 /* replies per worker, direct-mapped */
 
 static _Atomic uint32_t generations[GEN_SLOTS];
+static _Atomic uint32_t freed_generations[GEN_SLOTS];
+static _Atomic uint32_t freed_epoch;
 
 /* FNV-1a: short ids, no need for more. */
 static uint32_t hash_bytes(const char *s, size_t len)
@@ -26,18 +29,56 @@ void slk_avail_gen_bump(const char *tag, size_t len)
     atomic_fetch_add_explicit(&generations[hash_bytes(tag, len) % GEN_SLOTS], 1, memory_order_relaxed);
 }
 
-void slk_avail_gen_bump_key(const char *key, size_t len)
+/* The hash tag of "slk:{i}:…"; false without one. */
+static bool key_tag(const char *key, size_t len, const char **tag, size_t *tag_len)
 {
     const char *open = memchr(key, '{', len);
     const char *close = open != NULL ? memchr(open + 1, '}', len - (size_t)(open + 1 - key)) : NULL;
-    if (close != NULL && close > open + 1)
-        slk_avail_gen_bump(open + 1, (size_t)(close - open - 1));
+    if (close == NULL || close == open + 1)
+        return false;
+    *tag = open + 1;
+    *tag_len = (size_t)(close - open - 1);
+    return true;
+}
+
+void slk_avail_gen_bump_key(const char *key, size_t len)
+{
+    const char *tag;
+    size_t tag_len;
+    if (key_tag(key, len, &tag, &tag_len))
+        slk_avail_gen_bump(tag, tag_len);
 }
 
 uint32_t slk_avail_gen(const char *instructor)
 {
     return atomic_load_explicit(&generations[hash_bytes(instructor, strlen(instructor)) % GEN_SLOTS],
                                 memory_order_relaxed);
+}
+
+void slk_freed_gen_bump(const char *tag, size_t len)
+{
+    atomic_fetch_add_explicit(&freed_generations[hash_bytes(tag, len) % GEN_SLOTS], 1, memory_order_relaxed);
+}
+
+void slk_freed_gen_bump_key(const char *key, size_t len)
+{
+    const char *tag;
+    size_t tag_len;
+    if (key_tag(key, len, &tag, &tag_len))
+        slk_freed_gen_bump(tag, tag_len);
+}
+
+void slk_freed_gen_bump_all(void)
+{
+    atomic_fetch_add_explicit(&freed_epoch, 1, memory_order_relaxed);
+}
+
+/* Both parts only grow, so their sum moves whenever either does. */
+uint32_t slk_freed_gen(const char *instructor)
+{
+    return atomic_load_explicit(&freed_generations[hash_bytes(instructor, strlen(instructor)) % GEN_SLOTS],
+                                memory_order_relaxed) +
+           atomic_load_explicit(&freed_epoch, memory_order_relaxed);
 }
 
 struct entry {

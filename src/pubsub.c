@@ -75,6 +75,7 @@ static void on_expired_key(struct slk_pubsub *ps, const char *key, size_t len)
     if (unit == NULL || !instructor_of(key, len, instructor))
         return;
     slk_avail_gen_bump(instructor, strlen(instructor));
+    slk_freed_gen_bump(instructor, strlen(instructor));
     int64_t start = strtoll(unit + 4, NULL, 10) * 60000;
     struct slk_instructor_entry *e = slk_instructor_cache_get(ps->w->instructors, instructor);
     if (e == NULL || start <= slk_clock_now_ms())
@@ -91,7 +92,10 @@ static void on_script_event(struct slk_pubsub *ps, const char *channel, size_t c
     if (!instructor_of(channel, channel_len, instructor))
         return;
     slk_avail_gen_bump(instructor, strlen(instructor));
-    if (sscanf(payload, "%15s %lld %lld", type, &start, &end) != 3)
+    bool parsed = sscanf(payload, "%15s %lld %lld", type, &start, &end) == 3;
+    if (!parsed || strcmp(type, "held") != 0)
+        slk_freed_gen_bump(instructor, strlen(instructor));
+    if (!parsed)
         return;
     slk_events_publish(ps->w->events, instructor, type, start, end);
 }
@@ -101,6 +105,12 @@ static void on_message(redisAsyncContext *ctx, void *r, void *data)
     (void)ctx;
     struct slk_pubsub *ps = data;
     redisReply *reply = r;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+        reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "psubscribe") == 0) {
+        /* Listening (again): whatever was freed while we were not is unknown. */
+        slk_freed_gen_bump_all();
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
         strcmp(reply->element[0]->str, "pmessage") != 0)
         return;

@@ -161,6 +161,10 @@ void slk_routes_dispatch(struct slk_request *req)
         run_handler(req);
         return;
     }
-    if (authenticate(req) == 0)
-        slk_rate_limit_check(req, after_rate_limit);
+    if (authenticate(req) != 0)
+        return;
+    /* A refusal answered from memory costs less than the rate-limit call itself, so it is not charged. */
+    if (m.route_id == SLK_ROUTE_BOOKING_CREATE && slk_booking_create_refused_early(req))
+        return;
+    slk_rate_limit_check(req, after_rate_limit);
 }

@@ -142,11 +142,19 @@ static void on_eval_reply(void *data, redisReply *reply, const char *err);
 
 static bool changes_units(enum slk_script_id id);
 
+/* A hold only ever takes units; anything else that changes them may also free some (refusal_cache.h). */
+static void bump_generations(enum slk_script_id id, const char *first_key, size_t len)
+{
+    slk_avail_gen_bump_key(first_key, len);
+    if (id != SLK_SCRIPT_HOLD)
+        slk_freed_gen_bump_key(first_key, len);
+}
+
 static void eval_finish(struct eval_call *call, redisReply *reply, const char *err)
 {
     /* Again once it ran: a read another worker sent after the first bump may have reached Redis before it. */
     if (changes_units(call->id) && call->argc > EVAL_FIXED_ARGS)
-        slk_avail_gen_bump_key(call->argv[EVAL_FIXED_ARGS], call->lens[EVAL_FIXED_ARGS]);
+        bump_generations(call->id, call->argv[EVAL_FIXED_ARGS], call->lens[EVAL_FIXED_ARGS]);
     call->cb(call->data, reply, err);
     free(call);
 }
@@ -249,7 +257,7 @@ int slk_script_eval(struct slk_redis *r, enum slk_script_id id, slk_redis_cb cb,
     /* One connection per worker keeps this worker's later reads behind the change; other workers and processes
      * hear of it on the events channel (pubsub.c). */
     if (changes_units(id) && nkeys > 0)
-        slk_avail_gen_bump_key(keys[0], keylens != NULL ? keylens[0] : strlen(keys[0]));
+        bump_generations(id, keys[0], keylens != NULL ? keylens[0] : strlen(keys[0]));
 
     int argc = EVAL_FIXED_ARGS + nkeys + nargs;
     struct eval_call *call =

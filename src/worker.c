@@ -14,6 +14,7 @@
 #include "slk/scripts.h"
 #include "slk/token_cache.h"
 #include "slk/avail_cache.h"
+#include "slk/refusal_cache.h"
 #include "slk/worker.h"
 
 #define DRAIN_POLL_MS 20
@@ -60,6 +61,7 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     w->instructors = slk_instructor_cache_create();
     w->tokens = slk_token_cache_create();
     w->avail_cache = slk_avail_cache_create();
+    w->refusals = slk_refusal_cache_create();
     w->events = slk_events_create(w);
     w->pubsub = slk_pubsub_create(w);
     struct slk_http_limits limits = {
@@ -71,8 +73,8 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     };
     w->http = slk_http_server_create(&w->loop, w, &limits, slk_routes_dispatch);
     rc = SLK_ENOMEM;
-    if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->avail_cache == NULL || w->http == NULL ||
-        w->events == NULL || w->pubsub == NULL)
+    if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->avail_cache == NULL || w->refusals == NULL ||
+        w->http == NULL || w->events == NULL || w->pubsub == NULL)
         goto fail;
     rc = slk_http_server_listen(w->http, listen_fd);
     if (rc != 0)
@@ -205,6 +207,8 @@ void slk_worker_free(struct slk_worker *w)
     w->tokens = NULL;
     slk_avail_cache_free(w->avail_cache);
     w->avail_cache = NULL;
+    slk_refusal_cache_free(w->refusals);
+    w->refusals = NULL;
     if (w->listen_fd >= 0)
         close(w->listen_fd);
     w->listen_fd = -1;

@@ -25,6 +25,18 @@ void slk_avail_gen_bump(const char *tag, size_t len);
 void slk_avail_gen_bump_key(const char *key, size_t len);
 uint32_t slk_avail_gen(const char *instructor);
 
+/*
+ * Freed-units generations (refusal_cache.h), same table shape: bumped only by
+ * changes that may free units (every unit-changing script but a hold, any
+ * announcement but "held"), so a stampede of hold attempts does not wipe the
+ * refusals it relies on. bump_all: for everyone, when announcements may have
+ * been missed (the events connection was lost).
+ */
+void slk_freed_gen_bump(const char *tag, size_t len);
+void slk_freed_gen_bump_key(const char *key, size_t len);
+void slk_freed_gen_bump_all(void);
+uint32_t slk_freed_gen(const char *instructor);
+
 /* One worker's replies (not thread-safe; one per loop). */
 struct slk_avail_cache;
 struct slk_avail_cache *slk_avail_cache_create(void);

@@ -4,6 +4,8 @@
 #ifndef SLK_ROUTES_H
 #define SLK_ROUTES_H
 
+#include <stdbool.h>
+
 #include "slk/http.h"
 
 #define SLK_ROUTE_MAP(XX)                                                                                              \
@@ -53,5 +55,8 @@ void slk_routes_dispatch(struct slk_request *req);
 #define SLK__ROUTE_DECL(id, label, method, pattern, handler) void handler(struct slk_request *req);
 SLK_ROUTE_MAP(SLK__ROUTE_DECL)
 #undef SLK__ROUTE_DECL
+
+/* Before the rate limit: answers a hold this worker was just refused, without Redis (refusal_cache.h). */
+bool slk_booking_create_refused_early(struct slk_request *req);
 
 #endif

@@ -12,12 +12,14 @@
 
 #include "handlers/handlers_internal.h"
 #include "slk/auth.h"
+#include "slk/avail_cache.h"
 #include "slk/booking.h"
 #include "slk/hold_cap.h"
 #include "slk/instructor_store.h"
 #include "slk/log.h"
 #include "slk/metrics.h"
 #include "slk/outbox.h"
+#include "slk/refusal_cache.h"
 #include "slk/redis.h"
 #include "slk/response.h"
 #include "slk/routes.h"
@@ -34,6 +36,7 @@ struct create_op {
     int attempts;
     char **unit_keys;
     int64_t ins_version; /* the settings the request was validated against */
+    uint32_t freed_gen;  /* slk_freed_gen() before the hold was sent: whether a refusal may be kept */
     bool capped;         /* counted against the student's cap (hold_cap.h) until granted or given back */
     int grant_pending;   /* steps awaited after the hold was granted: index, cap, settle_grant itself */
     int index_rc, cap_rc;
@@ -360,6 +363,7 @@ static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
         return;
     }
     op->ins_version = e->ins.version;
+    op->freed_gen = slk_freed_gen(op->b.instructor);
     int rc = eval_hold(op);
     if (rc != 0)
         fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
@@ -384,11 +388,24 @@ static void reply_created(struct create_op *op)
     slk_reply_ok(req, 201, "Booking created", data);
 }
 
-static void reply_taken(struct create_op *op, long long first, long long last)
+static void refusal_key(struct slk_refusal_key *k, const struct slk_booking *b, int64_t version)
+{
+    *k = (struct slk_refusal_key){.instructor = b->instructor,
+                                  .version = version,
+                                  .units_first_min = b->units_first_min,
+                                  .unit_count = b->unit_count};
+}
+
+static void reply_taken(struct create_op *op, const redisReply *r)
 {
     struct slk_request *req = op->req;
+    struct slk_refusal refusal = {.first = r->element[1]->integer, .last = r->element[2]->integer};
+    struct slk_refusal_key k;
+    refusal_key(&k, &op->b, op->ins_version);
+    slk_refusal_cache_put(req->worker->refusals, &k, op->freed_gen, (int64_t)uv_now(&req->worker->loop),
+                          r->element[3]->integer, &refusal);
     int64_t from, to;
-    slk_booking_units_range(&op->b, first, last, &from, &to);
+    slk_booking_units_range(&op->b, refusal.first, refusal.last, &from, &to);
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_TAKEN);
     slk__reply_slot_unavailable(req, from, to);
@@ -498,8 +515,8 @@ static void on_hold(void *data, redisReply *r, const char *err)
         settle_grant(op);
         return;
     }
-    if (slk__script_reply_is(r, "TAKEN") && r->elements == 3) {
-        reply_taken(op, r->element[1]->integer, r->element[2]->integer);
+    if (slk__script_reply_is(r, "TAKEN") && r->elements == 4) {
+        reply_taken(op, r);
         return;
     }
     bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");
@@ -562,4 +579,47 @@ void slk_handle_booking_create(struct slk_request *req)
         return;
     }
     slk_instructor_get(req->worker, op->b.instructor, on_instructor, op);
+}
+
+/*
+ * The hot-slot path (refusal_cache.h), run after authentication and before
+ * the rate limit: a hold for exactly the units this worker was just told are
+ * taken gets the same 409 again, without Redis. Anything else goes the
+ * normal way: nothing kept, another question, settings not cached here, a
+ * body the handler would refuse, or an Idempotency-Key (its reply must be
+ * stored by the gate).
+ */
+bool slk_booking_create_refused_early(struct slk_request *req)
+{
+    struct slk_worker *w = req->worker;
+    if (slk_refusal_cache_empty(w->refusals) || slk_request_header(req, "idempotency-key") != NULL)
+        return false;
+    json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(body) || !may_book(req, body)) {
+        json_decref(body);
+        return false;
+    }
+    struct create_op op = {.req = req};
+    slk_booking_init(&op.b);
+    const char *bad = parse_body(body, &op), *why;
+    json_decref(body);
+    const struct slk_instructor_entry *e =
+        bad == NULL ? slk_instructor_cache_get(w->instructors, op.b.instructor) : NULL;
+    struct slk_refusal refusal;
+    bool refused = false;
+    if (e != NULL && validate_times(&op, e, slk_clock_now_ms(), &why) == NULL) {
+        struct slk_refusal_key k;
+        slk_booking_cover(&op.b, &e->ins);
+        refusal_key(&k, &op.b, e->ins.version);
+        refused = slk_refusal_cache_get(w->refusals, &k, (int64_t)uv_now(&w->loop), &refusal);
+    }
+    int64_t from = 0, to = 0;
+    if (refused)
+        slk_booking_units_range(&op.b, refusal.first, refusal.last, &from, &to);
+    slk_booking_clear(&op.b);
+    if (!refused)
+        return false;
+    slk_metrics_hold(SLK_HOLD_TAKEN);
+    slk__reply_slot_unavailable(req, from, to);
+    return true;
 }

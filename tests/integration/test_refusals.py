@@ -1,0 +1,194 @@
+"""Hot-slot refusals answered from memory (src/refusal_cache.c): a hold for
+units a worker was just told are taken gets the same 409 without Redis, and
+the moment anything frees those units the next hold is decided by Redis
+again."""
+
+import http.client
+import json
+import math
+import subprocess
+import threading
+import time
+
+from harness import (OVERLAP_AUDIT, RedisProc, Server, check, eq, expect_error, expect_ok, fail, parse_ts, psql,
+                     slot, timeout, uid, utcnow, wait_until)
+
+
+def evalsha_calls(redis_proc):
+    out = subprocess.run(["redis-cli", "-p", str(redis_proc.port), "INFO", "commandstats"], capture_output=True,
+                         text=True, timeout=10).stdout
+    check("# Commandstats" in out, f"INFO commandstats: {out[:200]!r}")
+    for line in out.splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def taken_details(resp):
+    details = expect_error(resp, 409, "slot_unavailable")
+    return details.get("start_time"), details.get("end_time")
+
+
+@timeout(90)
+def test_stampede_on_a_taken_slot_stays_off_redis():
+    redis_proc = RedisProc().start()
+    try:
+        with Server(redis_url=redis_proc.url, name="refusals") as srv:
+            ins = srv.put_instructor()
+            start, end = slot(7, 10)
+            srv.hold(ins, start, end)
+            with srv.client() as c:
+                first = taken_details(srv.try_hold(ins, start, end, client=c))
+                eq(first, (start, end), "taken range of the first refusal")
+                check(evalsha_calls(redis_proc) > 0, "holds counted as EVALSHA calls")
+                redis_proc.command("CONFIG", "RESETSTAT")
+                t0 = time.monotonic()
+                for _ in range(100):
+                    eq(taken_details(srv.try_hold(ins, start, end, client=c)), first, "taken range repeated")
+                elapsed = time.monotonic() - t0
+                calls = evalsha_calls(redis_proc)
+                # Without the refusals kept, each attempt costs a rate-limit call and a hold script (200 calls);
+                # with them, Redis is asked again (2 calls) once the kept refusal is a second old.
+                allowed = 2 * (math.ceil(elapsed) + 1)
+                check(calls <= allowed, f"{calls} EVALSHA calls for 100 refused attempts in {elapsed:.1f} s")
+
+                # A different question (an overlapping longer booking) is still asked of Redis.
+                longer = slot(7, 10, minutes=120)
+                eq(taken_details(srv.try_hold(ins, *longer, client=c)), (start, end), "overlapping range")
+                check(evalsha_calls(redis_proc) > calls, "an overlapping request reached Redis")
+    finally:
+        redis_proc.stop()
+
+
+@timeout(60)
+def test_cancelled_slot_is_granted_at_once():
+    with Server(name="refusals-cancel") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 11)
+        h = srv.hold(ins, start, end)
+        with srv.client() as c:
+            for _ in range(3):
+                expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+            expect_ok(srv.action(h.uuid, "cancel", h.student_token, client=c), 200)
+            # No waiting: the cancel's reply comes after its script ran, and that already dropped the refusal.
+            second = srv.hold(ins, start, end, client=c)
+            expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+            eq(second.confirm().get("status"), "confirmed", "the second holder pays")
+
+
+@timeout(60)
+def test_expired_hold_does_not_keep_its_refusal():
+    with Server(name="refusals-expiry") as srv:
+        ins = srv.put_instructor(hold_seconds=2)
+        start, end = slot(7, 12)
+        h = srv.hold(ins, start, end)
+        expires = parse_ts(h.data["hold_expires_at"])
+        with srv.client() as c:
+            while (expires - utcnow()).total_seconds() > 0.3:
+                expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+                time.sleep(0.05)
+            left = (expires - utcnow()).total_seconds() + 0.05
+            if left > 0:
+                time.sleep(left)
+            # Refused a moment ago, but the taken unit has lapsed since: Redis decides.
+            srv.hold(ins, start, end, client=c)
+
+
+@timeout(60)
+def test_slot_freed_by_another_process_is_granted_promptly():
+    a, b = Server(name="refusals-a"), Server(name="refusals-b")
+    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    with a, b:
+        ins = a.put_instructor()
+        start, end = slot(7, 13)
+        h = a.hold(ins, start, end)
+        with a.client() as c:
+            for _ in range(3):
+                expect_error(a.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+            expect_ok(b.action(h.uuid, "cancel", h.student_token), 200)
+            # The release reaches the other process on the events channel, well before the 1 s bound.
+            t0 = time.monotonic()
+
+            def granted():
+                r = a.try_hold(ins, start, end, client=c)
+                if r.status == 409:
+                    return False
+                expect_ok(r, 201)
+                return True
+
+            wait_until(granted, 0.5, interval=0.02, what="a hold once the other process freed the slot")
+            check(time.monotonic() - t0 < 0.5, "granted within 0.5 s")
+
+
+@timeout(60)
+def test_idempotency_key_goes_through_the_gate():
+    with Server(name="refusals-idem") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 14)
+        srv.hold(ins, start, end)
+        student = uid("stu")
+        body = srv.booking_body(ins, start, end, student=student)
+        tok = srv.token(student, "student")
+        with srv.client() as c:
+            expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+            key = uid("idem")
+            r1 = c.post("/api/v1/bookings", body, token=tok, headers={"Idempotency-Key": key})
+            expect_error(r1, 409, "slot_unavailable")
+            r2 = c.post("/api/v1/bookings", body, token=tok, headers={"Idempotency-Key": key})
+            expect_error(r2, 409, "slot_unavailable")
+            eq(r2.header("idempotent-replayed"), "true", "the refusal was stored under its key and replayed")
+
+
+@timeout(150)
+def test_stampede_after_a_release_has_one_winner():
+    # Workers full of refusals, the slot freed, then 40 clients at once:
+    # exactly one hold, one confirmed row, no overlap in Postgres.
+    with Server(env={"WORKERS": 2}, name="refusals-race") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(8, 10)
+        h = srv.hold(ins, start, end)
+        for _ in range(20):
+            expect_error(srv.try_hold(ins, start, end), 409, "slot_unavailable")
+        expect_ok(srv.action(h.uuid, "cancel", h.student_token), 200)
+
+        n = 40
+        jobs = []
+        for _ in range(n):
+            student = uid("racer")
+            jobs.append((json.dumps(srv.booking_body(ins, start, end, student=student)).encode(),
+                         srv.py_token(student, "student")))
+        barrier = threading.Barrier(n, timeout=60)
+        results = [None] * n
+
+        def client(i):
+            body, token = jobs[i]
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            try:
+                conn.connect()
+                barrier.wait()
+                conn.request("POST", "/api/v1/bookings", body=body,
+                             headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+                r = conn.getresponse()
+                results[i] = (r.status, r.read())
+            except Exception as e:  # reported below
+                barrier.abort()
+                results[i] = (None, repr(e).encode())
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        check(all(r is not None for r in results), "some clients did not finish")
+        statuses = sorted(r[0] or 0 for r in results)
+        bad = [r for r in results if r[0] not in (201, 409)]
+        if bad:
+            fail(f"unexpected replies {statuses}; e.g. {bad[0][1][:300]!r}")
+        winners = [json.loads(b)["data"]["uuid"] for s, b in results if s == 201]
+        eq(len(winners), 1, f"winners among {statuses}")
+        eq(expect_ok(srv.callback(winners[0], "succeeded"), 200).get("status"), "confirmed", "winner confirms")
+        eq(psql(f"SELECT count(*) FROM bookings WHERE instructor_id = '{ins}' AND status = 'confirmed'"), "1",
+           "confirmed rows")
+        eq(psql(OVERLAP_AUDIT), "0", "overlap audit")
