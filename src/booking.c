@@ -237,9 +237,30 @@ int slk_key_booking(char *buf, const char *instructor, const char *uuid)
     return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:b:%s", instructor, uuid);
 }
 
+/* An availability query asks for hundreds of these (a week of 15-minute units: 672): digits by hand, no printf. */
 int slk_key_unit(char *buf, const char *instructor, int64_t minute)
 {
-    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:u:%" PRId64, instructor, minute);
+    size_t id_len = strlen(instructor);
+    if (id_len > SLK_MAX_ID_LEN || minute < 0)
+        return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:u:%" PRId64, instructor, minute);
+    char digits[20];
+    int n = 0;
+    uint64_t m = (uint64_t)minute;
+    do {
+        digits[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m != 0);
+    char *p = buf;
+    memcpy(p, "slk:{", 5);
+    p += 5;
+    memcpy(p, instructor, id_len);
+    p += id_len;
+    memcpy(p, "}:u:", 4);
+    p += 4;
+    while (n > 0)
+        *p++ = digits[--n];
+    *p = '\0';
+    return (int)(p - buf);
 }
 
 int slk_key_index(char *buf, const char *uuid)
