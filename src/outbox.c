@@ -133,12 +133,23 @@ static void on_timer_closed(uv_handle_t *h)
 
 /* Mover: stream → booking_events, at least once (XDEL only after the INSERT committed; dedupe_key absorbs repeats). */
 
+#define MOVE_COLUMNS 10
+
+/* The values of one row formatted here; the others point into the stream reply. */
+struct move_row {
+    char at[32];
+    char data[160];
+    char key[128];
+};
+
 struct move_batch {
     struct slk_outbox *o;
     size_t n;   /* stream entries read */
     bool full;  /* a whole batch: more may be waiting */
     char **ids; /* their stream ids, for XDEL */
-    json_t *rows;
+    struct move_row *rows;
+    const char **params; /* MOVE_COLUMNS per row */
+    size_t n_rows;
     /* ZADD arguments scheduling the expiry checks of the batch's held/extended events: score, member pairs. */
     char **due;
     size_t due_n;
@@ -156,7 +167,8 @@ static void move_done(struct move_batch *m)
     for (size_t i = 0; i < m->due_n; i++)
         free(m->due[i]);
     free(m->due);
-    json_decref(m->rows);
+    free(m->rows);
+    free(m->params);
     free(m);
     o->moving = false;
     if (again)
@@ -192,16 +204,35 @@ static void delete_moved(struct move_batch *m)
         move_done(m);
 }
 
-/* The rows arrive ready: times and the data object are formatted in C, so the batch costs Postgres little more
- * than the inserts themselves. */
-static const char move_sql[] =
-    "INSERT INTO booking_events (booking_uuid, instructor_id, student_id, type, status, actor_id, actor_role, "
-    "occurred_at, data, dedupe_key) "
-    "SELECT e.uuid::uuid, e.instructor, e.student, e.type, e.status, NULLIF(e.actor, ''), "
-    "COALESCE(NULLIF(e.role, ''), 'system'), 'epoch'::timestamptz + e.at * interval '1 millisecond', e.data, e.key "
-    "FROM jsonb_to_recordset($1::jsonb) AS e(ord int, uuid text, instructor text, student text, type text, "
-    "status text, actor text, role text, at bigint, data jsonb, key text) "
-    "ORDER BY e.ord ON CONFLICT (dedupe_key) DO NOTHING";
+/*
+ * One multi-row INSERT with a parameter per value: Postgres parses no JSON and
+ * libpq needs no quoting. VALUES keeps the stream's order, so ids (and with
+ * them the order of delivery per booking) follow it.
+ */
+static const char move_sql_head[] = "INSERT INTO booking_events (booking_uuid, instructor_id, student_id, type, "
+                                    "status, actor_id, actor_role, occurred_at, data, dedupe_key) VALUES ";
+static const char move_sql_tail[] = " ON CONFLICT (dedupe_key) DO NOTHING";
+
+static char *move_sql(size_t rows)
+{
+    /* "$NNNNN," per value, "(),": generous for SLK_OUTBOX_MOVE_BATCH rows. */
+    size_t cap = sizeof(move_sql_head) + sizeof(move_sql_tail) + rows * (MOVE_COLUMNS * 8 + 4);
+    char *sql = malloc(cap);
+    if (sql == NULL)
+        return NULL;
+    char *p = sql + (sizeof(move_sql_head) - 1);
+    memcpy(sql, move_sql_head, sizeof(move_sql_head) - 1);
+    for (size_t r = 0; r < rows; r++) {
+        *p++ = r == 0 ? '(' : ',';
+        if (r > 0)
+            *p++ = '(';
+        for (size_t c = 0; c < MOVE_COLUMNS; c++)
+            p += sprintf(p, c == 0 ? "$%zu" : ",$%zu", r * MOVE_COLUMNS + c + 1);
+        *p++ = ')';
+    }
+    memcpy(p, move_sql_tail, sizeof(move_sql_tail));
+    return sql;
+}
 
 static void on_due_scheduled(void *data, redisReply *r, const char *err)
 {
@@ -269,50 +300,57 @@ static void dedupe_key(char *out, size_t cap, const char *uuid, const char *type
         snprintf(out, cap, "%s:%s", uuid, type);
 }
 
-/* A stream entry as a row for jsonb_to_recordset; NULL for an entry that can never be moved. */
-static json_t *entry_data(const redisReply *fields, const char *type);
-
-static json_t *entry_row(const redisReply *fields, const char *entry_id, int ord)
+/* {start, end[, hold_expires_at]} as the API writes times; absent values are left out. Only our own RFC 3339
+ * timestamps go in, so nothing needs escaping. */
+static void entry_data(const redisReply *fields, const char *type, char *out, size_t cap)
 {
-    const char *names[] = {"uuid", "instructor", "student", "type", "status", "actor", "role"};
-    const char *vals[SLK_ARRAY_SIZE(names)];
-    for (size_t i = 0; i < SLK_ARRAY_SIZE(names); i++) {
-        vals[i] = field(fields, names[i]);
-        if (vals[i] == NULL)
-            return NULL;
-    }
-    if (!slk_uuid_valid(vals[0], strlen(vals[0])) || strlen(vals[3]) > 32)
-        return NULL;
-    char key[128];
-    dedupe_key(key, sizeof(key), vals[0], vals[3], entry_id);
-    json_t *row = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "ord", ord, "uuid", vals[0], "instructor", vals[1],
-                            "student", vals[2], "type", vals[3], "status", vals[4], "actor", vals[5], "role", vals[6],
-                            "key", key);
-    if (row == NULL)
-        return NULL;
-    const char *at = field(fields, "at");
-    json_object_set_new(row, "at", json_integer(at != NULL ? strtoll(at, NULL, 10) : 0));
-    json_object_set_new(row, "data", entry_data(fields, vals[3]));
-    return row;
-}
-
-/* {start, end[, hold_expires_at]} as the API writes times; absent values are left out. */
-static json_t *entry_data(const redisReply *fields, const char *type)
-{
-    json_t *data = json_object();
     const char *names[] = {"start", "end", "expires"};
     const char *keys[] = {"start", "end", "hold_expires_at"};
     bool hold = strcmp(type, "held") == 0 || strcmp(type, "extended") == 0;
-    for (size_t i = 0; data != NULL && i < SLK_ARRAY_SIZE(names); i++) {
+    size_t len = 0;
+    out[len++] = '{';
+    for (size_t i = 0; i < SLK_ARRAY_SIZE(names); i++) {
         const char *v = field(fields, names[i]);
         int64_t ms = v != NULL ? strtoll(v, NULL, 10) : 0;
         if (ms == 0 || (i == 2 && !hold))
             continue;
         char ts[32];
         slk_time_format_rfc3339(ms, ts);
-        json_object_set_new(data, keys[i], json_string(ts));
+        len += (size_t)snprintf(out + len, cap - len, "%s\"%s\":\"%s\"", len > 1 ? "," : "", keys[i], ts);
     }
-    return data;
+    snprintf(out + len, cap - len, "}");
+}
+
+/* A stream entry as one row's values; false for an entry that can never be moved. */
+static bool entry_row(const redisReply *fields, const char *entry_id, struct move_row *row, const char **params)
+{
+    const char *names[] = {"uuid", "instructor", "student", "type", "status", "actor", "role"};
+    const char *vals[SLK_ARRAY_SIZE(names)];
+    for (size_t i = 0; i < SLK_ARRAY_SIZE(names); i++) {
+        vals[i] = field(fields, names[i]);
+        if (vals[i] == NULL)
+            return false;
+    }
+    if (!slk_uuid_valid(vals[0], strlen(vals[0])) || strlen(vals[3]) > 32)
+        return false;
+    const char *at = field(fields, "at");
+    slk_time_format_rfc3339(at != NULL ? strtoll(at, NULL, 10) : 0, row->at);
+    entry_data(fields, vals[3], row->data, sizeof(row->data));
+    dedupe_key(row->key, sizeof(row->key), vals[0], vals[3], entry_id);
+    const char *values[MOVE_COLUMNS] = {
+        vals[0],
+        vals[1],
+        vals[2],
+        vals[3],
+        vals[4],
+        vals[5][0] != '\0' ? vals[5] : NULL,
+        vals[6][0] != '\0' ? vals[6] : "system",
+        row->at,
+        row->data,
+        row->key,
+    };
+    memcpy(params, values, sizeof(values));
+    return true;
 }
 
 static bool entry_ok(const redisReply *e)
@@ -346,8 +384,9 @@ static int collect_entries(struct move_batch *m, const redisReply *r)
 {
     m->ids = calloc(r->elements, sizeof(*m->ids));
     m->due = calloc(2 * r->elements, sizeof(*m->due));
-    m->rows = json_array();
-    if (m->ids == NULL || m->due == NULL || m->rows == NULL)
+    m->rows = calloc(r->elements, sizeof(*m->rows));
+    m->params = calloc(r->elements * MOVE_COLUMNS, sizeof(*m->params));
+    if (m->ids == NULL || m->due == NULL || m->rows == NULL || m->params == NULL)
         return SLK_ENOMEM;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
@@ -357,15 +396,13 @@ static int collect_entries(struct move_batch *m, const redisReply *r)
         if (m->ids[m->n] == NULL)
             return SLK_ENOMEM;
         m->n++;
-        json_t *row = entry_row(e->element[1], e->element[0]->str, (int)i);
-        if (row != NULL && collect_due(m, e->element[1]) != 0) {
-            json_decref(row);
-            return SLK_ENOMEM;
-        }
-        if (row == NULL)
+        if (!entry_row(e->element[1], e->element[0]->str, &m->rows[m->n_rows], &m->params[m->n_rows * MOVE_COLUMNS])) {
             slk_log(SLK_LOG_ERROR, "damaged outbox stream entry dropped", "id", e->element[0]->str, NULL);
-        else if (json_array_append_new(m->rows, row) != 0)
+            continue;
+        }
+        if (collect_due(m, e->element[1]) != 0)
             return SLK_ENOMEM;
+        m->n_rows++;
     }
     return 0;
 }
@@ -391,14 +428,14 @@ static void on_range(void *data, redisReply *r, const char *err)
         move_done(m);
         return;
     }
-    if (json_array_size(m->rows) == 0) {
+    if (m->n_rows == 0) {
         delete_moved(m);
         return;
     }
-    char *rows = json_dumps(m->rows, JSON_COMPACT);
-    const char *params[1] = {rows};
-    rc = rows != NULL ? slk_pg_query(m->o->w->pg, move_sql, 1, params, on_moved, m) : SLK_ENOMEM;
-    free(rows);
+    char *sql = move_sql(m->n_rows);
+    rc = sql != NULL ? slk_pg_query(m->o->w->pg, sql, (int)(m->n_rows * MOVE_COLUMNS), m->params, on_moved, m)
+                     : SLK_ENOMEM;
+    free(sql);
     if (rc != 0)
         move_done(m);
 }
