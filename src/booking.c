@@ -116,6 +116,8 @@ int slk_booking_from_hash(struct slk_booking *b, const redisReply *r)
         slk_booking_clear(b);
         return SLK_EPROTO;
     }
+    if (b->updated_ms == 0)
+        b->updated_ms = b->created_ms; /* a hold is written without it: never updated yet */
     return 0;
 }
 

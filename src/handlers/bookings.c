@@ -275,30 +275,33 @@ static int eval_hold(struct create_op *op)
     snprintf(a.ufirst, sizeof(a.ufirst), "%" PRId64, b->units_first_min);
     snprintf(a.umin, sizeof(a.umin), "%d", b->unit_minutes);
     snprintf(a.ucount, sizeof(a.ucount), "%d", b->unit_count);
-    if (b->price_cents >= 0)
-        snprintf(a.price, sizeof(a.price), "%" PRId64, b->price_cents);
-    else
-        a.price[0] = '\0';
+    /* Fields at their default are left out (slk_booking_from_hash fills them in): every field costs Redis a scan
+     * of the record while it is written, and memory for as long as the hold lives. */
     const char *fields[2 * HOLD_FIELDS] = {
-        "uuid",       b->uuid,
-        "status",     "payment_required",
-        "student",    b->student,
-        "course",     b->course,
-        "instructor", b->instructor,
-        "start",      a.start,
-        "end",        a.end,
-        "expires",    a.expires,
-        "created",    a.created,
-        "updated",    a.created,
-        "price",      a.price,
-        "currency",   b->currency,
-        "purpose",    b->purpose != NULL ? b->purpose : "",
-        "session",    b->session,
-        "ufirst",     a.ufirst,
-        "umin",       a.umin,
-        "ucount",     a.ucount,
-        "accept",     b->requires_acceptance ? "1" : "0",
+        "uuid",    b->uuid,    "status",     "payment_required", "student", b->student,
+        "course",  b->course,  "instructor", b->instructor,      "start",   a.start,
+        "end",     a.end,      "expires",    a.expires,          "created", a.created,
+        "session", b->session, "ufirst",     a.ufirst,           "umin",    a.umin,
+        "ucount",  a.ucount,
     };
+    size_t n = 26;
+    if (b->price_cents >= 0) {
+        snprintf(a.price, sizeof(a.price), "%" PRId64, b->price_cents);
+        fields[n++] = "price";
+        fields[n++] = a.price;
+    }
+    if (b->currency[0] != '\0') {
+        fields[n++] = "currency";
+        fields[n++] = b->currency;
+    }
+    if (b->purpose != NULL && b->purpose[0] != '\0') {
+        fields[n++] = "purpose";
+        fields[n++] = b->purpose;
+    }
+    if (b->requires_acceptance) {
+        fields[n++] = "accept";
+        fields[n++] = "1";
+    }
     a.argv[0] = a.ver;
     a.argv[1] = b->uuid;
     a.argv[2] = a.expires;
@@ -306,7 +309,7 @@ static int eval_hold(struct create_op *op)
     a.argv[4] = a.start;
     snprintf(a.member, sizeof(a.member), "%s/%s", b->instructor, b->uuid);
     a.argv[5] = a.member;
-    memcpy(&a.argv[6], fields, sizeof(fields));
+    memcpy(&a.argv[6], fields, n * sizeof(*fields));
 
     size_t nkeys = HOLD_FIXED_KEYS + (size_t)b->unit_count;
     const char **keys = malloc(nkeys * sizeof(char *));
@@ -322,8 +325,8 @@ static int eval_hold(struct create_op *op)
     keys[3] = a.holds;
     for (int i = 0; i < b->unit_count; i++)
         keys[HOLD_FIXED_KEYS + i] = op->unit_keys[i];
-    int rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_HOLD, on_hold, op, (int)nkeys, keys, NULL,
-                             (int)SLK_ARRAY_SIZE(a.argv), a.argv, NULL);
+    int rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_HOLD, on_hold, op, (int)nkeys, keys, NULL, (int)(6 + n),
+                             a.argv, NULL);
     free(keys);
     return rc;
 }
