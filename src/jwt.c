@@ -150,6 +150,10 @@ static json_t *segment_json(const char *seg, size_t len)
 
 static bool header_ok(const char *seg, size_t len)
 {
+    /* The header nearly every issuer writes, {"alg":"HS256","typ":"JWT"}, byte for byte: no need to decode it. */
+    static const char common[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+    if (len == sizeof(common) - 1 && memcmp(seg, common, len) == 0)
+        return true;
     json_t *hdr = segment_json(seg, len);
     if (hdr == NULL)
         return false;

@@ -585,6 +585,21 @@ void slk_handle_booking_create(struct slk_request *req)
 }
 
 /*
+ * Whether the request can be one whose refusal is kept: whole minutes, whole
+ * grid units, still ahead. A kept refusal's key then stands for exactly one
+ * start and end under one settings version, which passed every other check
+ * (windows, grid phase) when Redis refused it, so those need not run again.
+ */
+static bool same_question_shape(struct create_op *op, const struct slk_instructor_entry *e, int64_t now)
+{
+    struct slk_booking *b = &op->b;
+    int64_t unit_ms = (int64_t)e->ins.granularity_minutes * 60000;
+    return slk__time_resolve(&op->start_in, e->tz, &b->start_ms) == 0 &&
+           slk__time_resolve(&op->end_in, e->tz, &b->end_ms) == 0 && b->start_ms % 60000 == 0 &&
+           b->end_ms > b->start_ms && (b->end_ms - b->start_ms) % unit_ms == 0 && b->start_ms > now;
+}
+
+/*
  * The hot-slot path (refusal_cache.h), run after authentication and before
  * the rate limit: a hold for exactly the units this worker was just told are
  * taken gets the same 409 again, without Redis. Anything else goes the
@@ -604,13 +619,13 @@ bool slk_booking_create_refused_early(struct slk_request *req)
     }
     struct create_op op = {.req = req};
     slk_booking_init(&op.b);
-    const char *bad = parse_body(body, &op), *why;
+    const char *bad = parse_body(body, &op);
     json_decref(body);
     const struct slk_instructor_entry *e =
         bad == NULL ? slk_instructor_cache_get(w->instructors, op.b.instructor) : NULL;
     struct slk_refusal refusal;
     bool refused = false;
-    if (e != NULL && validate_times(&op, e, slk_clock_now_ms(), &why) == NULL) {
+    if (e != NULL && same_question_shape(&op, e, slk_clock_now_ms())) {
         struct slk_refusal_key k;
         slk_booking_cover(&op.b, &e->ins);
         refusal_key(&k, &op.b, e->ins.version);

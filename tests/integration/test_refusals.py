@@ -61,6 +61,20 @@ def test_stampede_on_a_taken_slot_stays_off_redis():
 
 
 @timeout(60)
+def test_invalid_requests_near_a_kept_refusal_are_still_invalid():
+    # Off by seconds or by part of a unit, a request would cover the same units: it must still be judged invalid.
+    with Server(name="refusals-invalid") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 10)
+        srv.hold(ins, start, end)
+        with srv.client() as c:
+            expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+            expect_error(srv.try_hold(ins, start, slot(7, 10, minutes=50)[1], client=c), 422, "validation_failed")
+            expect_error(srv.try_hold(ins, start.replace(":00Z", ":30Z"), end, client=c), 422, "validation_failed")
+            expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+
+
+@timeout(60)
 def test_cancelled_slot_is_granted_at_once():
     with Server(name="refusals-cancel") as srv:
         ins = srv.put_instructor()
