@@ -69,8 +69,10 @@ def test_invalid_requests_near_a_kept_refusal_are_still_invalid():
         srv.hold(ins, start, end)
         with srv.client() as c:
             expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
-            expect_error(srv.try_hold(ins, start, slot(7, 10, minutes=50)[1], client=c), 422, "validation_failed")
-            expect_error(srv.try_hold(ins, start.replace(":00Z", ":30Z"), end, client=c), 422, "validation_failed")
+            # Both cover the same four 15-minute units when rounded down.
+            expect_error(srv.try_hold(ins, start, slot(7, 10, minutes=65)[1], client=c), 422, "validation_failed")
+            expect_error(srv.try_hold(ins, start.replace(":00Z", ":30Z"), end.replace(":00Z", ":30Z"), client=c),
+                         422, "validation_failed")
             expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
 
 
