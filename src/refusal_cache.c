@@ -13,7 +13,8 @@ struct entry {
     int unit_count;
     uint32_t gen;
     int64_t until_ms;
-    struct slk_refusal refusal;
+    size_t len;
+    char body[SLK_REFUSAL_BODY_MAX];
 };
 
 struct slk_refusal_cache {
@@ -76,7 +77,8 @@ bool slk_refusal_cache_get(struct slk_refusal_cache *c, const struct slk_refusal
         entry_drop(c, e);
         return false;
     }
-    *out = e->refusal;
+    out->body = e->body;
+    out->len = e->len;
     return true;
 }
 
@@ -84,7 +86,9 @@ void slk_refusal_cache_put(struct slk_refusal_cache *c, const struct slk_refusal
                            int64_t lapse_ms, const struct slk_refusal *r)
 {
     size_t len = strlen(k->instructor);
-    if (len == 0 || len > SLK_MAX_ID_LEN || gen != slk_freed_gen(k->instructor))
+    if (len == 0 || len > SLK_MAX_ID_LEN || r->len > SLK_REFUSAL_BODY_MAX)
+        return;
+    if (gen != slk_freed_gen(k->instructor))
         return; /* something may have been freed while the script ran: the refusal may already be wrong */
     struct entry *e = &c->slots[hash_key(k) % CACHE_SLOTS];
     entry_drop(c, e);
@@ -94,6 +98,7 @@ void slk_refusal_cache_put(struct slk_refusal_cache *c, const struct slk_refusal
     e->unit_count = k->unit_count;
     e->gen = gen;
     e->until_ms = now_ms + (lapse_ms > 0 && lapse_ms < SLK_REFUSAL_CACHE_TTL_MS ? lapse_ms : SLK_REFUSAL_CACHE_TTL_MS);
-    e->refusal = *r;
+    memcpy(e->body, r->body, r->len);
+    e->len = r->len;
     c->used++;
 }

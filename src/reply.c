@@ -56,7 +56,7 @@ void slk_reply_ok(struct slk_request *req, int status, const char *message, json
     send_json(req, status, root);
 }
 
-void slk_reply_error(struct slk_request *req, int status, const char *code, const char *message, json_t *details)
+char *slk_error_body(int status, const char *code, const char *message, json_t *details)
 {
     if (details == NULL)
         details = json_object();
@@ -69,22 +69,37 @@ void slk_reply_error(struct slk_request *req, int status, const char *code, cons
         json_decref(details);
         json_decref(error);
         json_decref(root);
-        send_internal_error(req);
-        return;
+        return NULL;
     }
     /* set_new steals its value even when it fails, so each value below is freed exactly once. */
     if (json_object_set_new(error, "details", details) != 0) {
         json_decref(error);
         json_decref(root);
-        send_internal_error(req);
-        return;
+        return NULL;
     }
     if (json_object_set_new(root, "error", error) != 0) {
         json_decref(root);
+        return NULL;
+    }
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return text;
+}
+
+void slk_reply_error(struct slk_request *req, int status, const char *code, const char *message, json_t *details)
+{
+    char *text = slk_error_body(status, code, message, details);
+    if (text == NULL) {
         send_internal_error(req);
         return;
     }
-    send_json(req, status, root);
+    slk_reply_rendered(req, status, text, strlen(text));
+    free(text);
+}
+
+void slk_reply_rendered(struct slk_request *req, int status, const char *body, size_t len)
+{
+    slk_response_send(req, status, JSON_TYPE, body, len);
 }
 
 void slk_reply_invalid(struct slk_request *req, const char *field, const char *message)

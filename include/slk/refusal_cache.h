@@ -31,9 +31,13 @@ struct slk_refusal_key {
     int unit_count;
 };
 
-/* The answer: the taken units' first and last index (lua/hold.lua's TAKEN reply). */
+/* Longest reply kept (a 409 envelope with two timestamps is about 200 bytes). */
+#define SLK_REFUSAL_BODY_MAX 320
+
+/* The answer: the 409 reply as sent, byte for byte. */
 struct slk_refusal {
-    long long first, last;
+    const char *body; /* get: valid until the next put into the cache */
+    size_t len;
 };
 
 /* One worker's refusals (not thread-safe; one per loop). */

@@ -15,6 +15,11 @@
 void slk_reply_ok(struct slk_request *req, int status, const char *message, json_t *data);
 /* Steals details (may be NULL: then {}). Releases req. */
 void slk_reply_error(struct slk_request *req, int status, const char *code, const char *message, json_t *details);
+/* The error envelope as JSON text (malloc'd), for replies kept and sent again; NULL when it cannot be built.
+ * Steals details. */
+char *slk_error_body(int status, const char *code, const char *message, json_t *details);
+/* Sends an envelope rendered earlier (slk_error_body). Releases req. */
+void slk_reply_rendered(struct slk_request *req, int status, const char *body, size_t len);
 /* 422 validation_failed with details.field. */
 void slk_reply_invalid(struct slk_request *req, const char *field, const char *message);
 /* 503 unavailable with Retry-After: 1. */

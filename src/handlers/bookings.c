@@ -402,16 +402,22 @@ static void refusal_key(struct slk_refusal_key *k, const struct slk_booking *b, 
 static void reply_taken(struct create_op *op, const redisReply *r)
 {
     struct slk_request *req = op->req;
-    struct slk_refusal refusal = {.first = r->element[1]->integer, .last = r->element[2]->integer};
+    int64_t from, to;
+    slk_booking_units_range(&op->b, r->element[1]->integer, r->element[2]->integer, &from, &to);
+    char *body = slk__slot_unavailable_body(from, to);
+    if (body == NULL) {
+        fail_backend(op, SLK_ENOMEM, "hold");
+        return;
+    }
+    struct slk_refusal refusal = {.body = body, .len = strlen(body)};
     struct slk_refusal_key k;
     refusal_key(&k, &op->b, op->ins_version);
     slk_refusal_cache_put(req->worker->refusals, &k, op->freed_gen, (int64_t)uv_now(&req->worker->loop),
                           r->element[3]->integer, &refusal);
-    int64_t from, to;
-    slk_booking_units_range(&op->b, refusal.first, refusal.last, &from, &to);
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_TAKEN);
-    slk__reply_slot_unavailable(req, from, to);
+    slk_reply_rendered(req, 409, refusal.body, refusal.len);
+    free(body);
 }
 
 static void on_abandoned(void *data, redisReply *r, const char *err)
@@ -631,13 +637,10 @@ bool slk_booking_create_refused_early(struct slk_request *req)
         refusal_key(&k, &op.b, e->ins.version);
         refused = slk_refusal_cache_get(w->refusals, &k, (int64_t)uv_now(&w->loop), &refusal);
     }
-    int64_t from = 0, to = 0;
-    if (refused)
-        slk_booking_units_range(&op.b, refusal.first, refusal.last, &from, &to);
     slk_booking_clear(&op.b);
     if (!refused)
         return false;
     slk_metrics_hold(SLK_HOLD_TAKEN);
-    slk__reply_slot_unavailable(req, from, to);
+    slk_reply_rendered(req, 409, refusal.body, refusal.len);
     return true;
 }

@@ -47,6 +47,8 @@ bool slk__instructor_param(const struct slk_request *req, char out[SLK_MAX_ID_LE
 
 /* 409 slot_unavailable naming the taken range [from_ms, to_ms) (R-HOLD). */
 void slk__reply_slot_unavailable(struct slk_request *req, int64_t from_ms, int64_t to_ms);
+/* Its body (malloc'd), for a refusal kept to be sent again; NULL on OOM. */
+char *slk__slot_unavailable_body(int64_t from_ms, int64_t to_ms);
 
 /* True when a script replied an array whose first element is the string tag ("OK", "TAKEN", "STALE", …). */
 bool slk__script_reply_is(const redisReply *r, const char *tag);

@@ -64,13 +64,24 @@ bool slk__on_grid(const struct slk_instructor_entry *e, int64_t t)
     return lt.second == 0 && (lt.hour * 60 + lt.minute) % e->ins.granularity_minutes == 0;
 }
 
-void slk__reply_slot_unavailable(struct slk_request *req, int64_t from_ms, int64_t to_ms)
+char *slk__slot_unavailable_body(int64_t from_ms, int64_t to_ms)
 {
     char from[32], to[32];
     slk_time_format_rfc3339(from_ms, from);
     slk_time_format_rfc3339(to_ms, to);
-    slk_reply_error(req, 409, "slot_unavailable", "The requested time is already held or booked",
-                    json_pack("{s:s, s:s}", "start_time", from, "end_time", to));
+    return slk_error_body(409, "slot_unavailable", "The requested time is already held or booked",
+                          json_pack("{s:s, s:s}", "start_time", from, "end_time", to));
+}
+
+void slk__reply_slot_unavailable(struct slk_request *req, int64_t from_ms, int64_t to_ms)
+{
+    char *body = slk__slot_unavailable_body(from_ms, to_ms);
+    if (body == NULL) {
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+        return;
+    }
+    slk_reply_rendered(req, 409, body, strlen(body));
+    free(body);
 }
 
 bool slk__is_admin(const struct slk_request *req)

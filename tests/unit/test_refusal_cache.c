@@ -15,11 +15,16 @@ static struct slk_refusal_key key(const char *ins, int64_t first_min, int count)
     return (struct slk_refusal_key){.instructor = ins, .version = 3, .units_first_min = first_min, .unit_count = count};
 }
 
+static const char reply[] = "{\"success\":false,\"error\":{\"code\":\"slot_unavailable\"}}";
+
 static void put(struct slk_refusal_cache *c, const char *ins, int64_t now, int64_t lapse)
 {
     struct slk_refusal_key k = key(ins, 600, 4);
-    struct slk_refusal r = {.first = 1, .last = 2};
+    char body[sizeof(reply)];
+    memcpy(body, reply, sizeof(reply));
+    struct slk_refusal r = {.body = body, .len = sizeof(reply) - 1};
     slk_refusal_cache_put(c, &k, slk_freed_gen(ins), now, lapse, &r);
+    memset(body, 'x', sizeof(body)); /* the cache keeps its own copy */
 }
 
 static bool get(struct slk_refusal_cache *c, const char *ins, int64_t now)
@@ -28,8 +33,8 @@ static bool get(struct slk_refusal_cache *c, const char *ins, int64_t now)
     struct slk_refusal r = {0};
     bool hit = slk_refusal_cache_get(c, &k, now, &r);
     if (hit) {
-        assert_int_equal(r.first, 1);
-        assert_int_equal(r.last, 2);
+        assert_int_equal(r.len, sizeof(reply) - 1);
+        assert_memory_equal(r.body, reply, r.len);
     }
     return hit;
 }
@@ -78,7 +83,7 @@ static void test_a_refusal_read_before_a_release_is_not_kept(void **state)
     (void)state;
     struct slk_refusal_cache *c = slk_refusal_cache_create();
     struct slk_refusal_key k = key("ins-e", 600, 4);
-    struct slk_refusal r = {.first = 0, .last = 0};
+    struct slk_refusal r = {.body = reply, .len = sizeof(reply) - 1};
     uint32_t gen = slk_freed_gen("ins-e");
     slk_freed_gen_bump("ins-e", 5); /* released while the hold script ran */
     slk_refusal_cache_put(c, &k, gen, 1000, -1, &r);
@@ -104,6 +109,23 @@ static void test_other_questions_miss(void **state)
     slk_refusal_cache_free(c);
 }
 
+static void test_an_oversized_reply_is_not_kept(void **state)
+{
+    (void)state;
+    struct slk_refusal_cache *c = slk_refusal_cache_create();
+    static char big[SLK_REFUSAL_BODY_MAX + 1];
+    memset(big, 'b', sizeof(big));
+    struct slk_refusal_key k = key("ins-h", 600, 4);
+    struct slk_refusal r = {.body = big, .len = sizeof(big)};
+    slk_refusal_cache_put(c, &k, slk_freed_gen("ins-h"), 1000, -1, &r);
+    assert_true(slk_refusal_cache_empty(c));
+    r.len = SLK_REFUSAL_BODY_MAX;
+    slk_refusal_cache_put(c, &k, slk_freed_gen("ins-h"), 1000, -1, &r);
+    assert_true(slk_refusal_cache_get(c, &k, 1001, &r));
+    assert_int_equal(r.len, SLK_REFUSAL_BODY_MAX);
+    slk_refusal_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -112,6 +134,7 @@ int main(void)
         cmocka_unit_test(test_freed_units_drop_it_but_holds_do_not),
         cmocka_unit_test(test_a_refusal_read_before_a_release_is_not_kept),
         cmocka_unit_test(test_other_questions_miss),
+        cmocka_unit_test(test_an_oversized_reply_is_not_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
