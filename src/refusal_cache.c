@@ -18,7 +18,6 @@ struct entry {
 };
 
 struct slk_refusal_cache {
-    size_t used;
     struct entry slots[CACHE_SLOTS];
 };
 
@@ -30,11 +29,6 @@ struct slk_refusal_cache *slk_refusal_cache_create(void)
 void slk_refusal_cache_free(struct slk_refusal_cache *c)
 {
     free(c);
-}
-
-bool slk_refusal_cache_empty(const struct slk_refusal_cache *c)
-{
-    return c->used == 0;
 }
 
 /* FNV-1a over the instructor id and the unit range. */
@@ -60,10 +54,8 @@ static bool entry_matches(const struct entry *e, const struct slk_refusal_key *k
            strcmp(e->instructor, k->instructor) == 0;
 }
 
-static void entry_drop(struct slk_refusal_cache *c, struct entry *e)
+static void entry_drop(struct entry *e)
 {
-    if (e->instructor[0] != '\0')
-        c->used--;
     e->instructor[0] = '\0';
 }
 
@@ -74,7 +66,7 @@ bool slk_refusal_cache_get(struct slk_refusal_cache *c, const struct slk_refusal
     if (e->instructor[0] == '\0' || !entry_matches(e, k))
         return false;
     if (now_ms >= e->until_ms || e->gen != slk_freed_gen(k->instructor)) {
-        entry_drop(c, e);
+        entry_drop(e);
         return false;
     }
     out->body = e->body;
@@ -91,7 +83,7 @@ void slk_refusal_cache_put(struct slk_refusal_cache *c, const struct slk_refusal
     if (gen != slk_freed_gen(k->instructor))
         return; /* something may have been freed while the script ran: the refusal may already be wrong */
     struct entry *e = &c->slots[hash_key(k) % CACHE_SLOTS];
-    entry_drop(c, e);
+    entry_drop(e);
     memcpy(e->instructor, k->instructor, len + 1);
     e->version = k->version;
     e->units_first_min = k->units_first_min;
@@ -100,5 +92,4 @@ void slk_refusal_cache_put(struct slk_refusal_cache *c, const struct slk_refusal
     e->until_ms = now_ms + (lapse_ms > 0 && lapse_ms < SLK_REFUSAL_CACHE_TTL_MS ? lapse_ms : SLK_REFUSAL_CACHE_TTL_MS);
     memcpy(e->body, r->body, r->len);
     e->len = r->len;
-    c->used++;
 }

@@ -166,5 +166,10 @@ void slk_routes_dispatch(struct slk_request *req)
     /* A refusal answered from memory costs less than the rate-limit call itself, so it is not charged. */
     if (m.route_id == SLK_ROUTE_BOOKING_CREATE && slk_booking_create_refused_early(req))
         return;
+    slk_routes_resume(req);
+}
+
+void slk_routes_resume(struct slk_request *req)
+{
     slk_rate_limit_check(req, after_rate_limit);
 }

@@ -14,6 +14,7 @@
 #include "slk/scripts.h"
 #include "slk/token_cache.h"
 #include "slk/avail_cache.h"
+#include "slk/hold_flights.h"
 #include "slk/refusal_cache.h"
 #include "slk/worker.h"
 
@@ -62,6 +63,7 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     w->tokens = slk_token_cache_create();
     w->avail_cache = slk_avail_cache_create();
     w->refusals = slk_refusal_cache_create();
+    w->flights = slk_hold_flights_create();
     w->events = slk_events_create(w);
     w->pubsub = slk_pubsub_create(w);
     struct slk_http_limits limits = {
@@ -209,6 +211,8 @@ void slk_worker_free(struct slk_worker *w)
     w->avail_cache = NULL;
     slk_refusal_cache_free(w->refusals);
     w->refusals = NULL;
+    slk_hold_flights_free(w->flights);
+    w->flights = NULL;
     if (w->listen_fd >= 0)
         close(w->listen_fd);
     w->listen_fd = -1;

@@ -79,7 +79,7 @@ struct slk_request {
 
     void *handler_data; /* free for the handler */
 
-    /* The route's handler, run by slk_routes_continue() once the gates (rate limit, idempotency) let it through. */
+    /* The route's handler, run by slk_routes_resume() once the gates (rate limit, idempotency) let it through. */
     void (*handler)(struct slk_request *req);
     /*
      * Called once by slk_response_send() before the reply is written, with

@@ -4,8 +4,9 @@
  *
  * When thousands of clients click a slot that is already taken, every one of
  * them would cost a rate-limit call and a hold script in Redis only to hear
- * 409. Each worker remembers the refusals it got from lua/hold.lua, keyed by
- * the exact units asked for, and answers the same question again without
+ * 409. Each worker remembers the refusals it got from lua/hold.lua (and that
+ * a hold it was just granted took every unit asked for), keyed by the exact
+ * units asked for, and answers the same question again without
  * Redis while nothing can have freed those units: a refusal is dropped when
  * the instructor's freed-units generation moves (avail_cache.h: bumped by
  * every unit-changing script other than a hold, by released/booked/expired
@@ -44,9 +45,6 @@ struct slk_refusal {
 struct slk_refusal_cache;
 struct slk_refusal_cache *slk_refusal_cache_create(void);
 void slk_refusal_cache_free(struct slk_refusal_cache *c);
-
-/* Whether any refusal is kept at all: lets the common case skip working out the question. */
-bool slk_refusal_cache_empty(const struct slk_refusal_cache *c);
 
 /* now_ms: a monotonic clock (the application clock may be stopped or moved by tests). */
 bool slk_refusal_cache_get(struct slk_refusal_cache *c, const struct slk_refusal_key *k, int64_t now_ms,

@@ -56,7 +56,10 @@ void slk_routes_dispatch(struct slk_request *req);
 SLK_ROUTE_MAP(SLK__ROUTE_DECL)
 #undef SLK__ROUTE_DECL
 
-/* Before the rate limit: answers a hold this worker was just refused, without Redis (refusal_cache.h). */
+/* Before the rate limit: answers a hold this worker was just refused, without Redis (refusal_cache.h), or parks
+ * it behind the same question in flight (hold_flights.h). True when req is taken care of. */
 bool slk_booking_create_refused_early(struct slk_request *req);
+/* The rest of an authenticated request's way: rate limit, Idempotency-Key gate, handler. */
+void slk_routes_resume(struct slk_request *req);
 
 #endif

@@ -21,6 +21,7 @@ struct slk_events;
 struct slk_pubsub;
 struct slk_avail_cache;
 struct slk_refusal_cache;
+struct slk_hold_flights;
 struct slk_outbox;
 
 struct slk_worker {
@@ -38,6 +39,7 @@ struct slk_worker {
     struct slk_token_cache *tokens;
     struct slk_avail_cache *avail_cache; /* recent availability replies (avail_cache.h) */
     struct slk_refusal_cache *refusals;  /* recent hold refusals (refusal_cache.h) */
+    struct slk_hold_flights *flights;    /* hold questions in flight (hold_flights.h) */
     struct slk_events *events;           /* SSE clients of this loop */
     struct slk_pubsub *pubsub;           /* their feed from Redis */
     struct slk_outbox *outbox;           /* worker 0 only: moves, checks and delivers booking events; NULL elsewhere */

@@ -15,6 +15,7 @@
 #include "slk/avail_cache.h"
 #include "slk/booking.h"
 #include "slk/hold_cap.h"
+#include "slk/hold_flights.h"
 #include "slk/instructor_store.h"
 #include "slk/log.h"
 #include "slk/metrics.h"
@@ -372,6 +373,24 @@ static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
         fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
 }
 
+static void refusal_key(struct slk_refusal_key *k, const struct slk_booking *b, int64_t version)
+{
+    *k = (struct slk_refusal_key){.instructor = b->instructor,
+                                  .version = version,
+                                  .units_first_min = b->units_first_min,
+                                  .unit_count = b->unit_count};
+}
+
+/* The answer to this question, kept for the stampede behind it (refusal_cache.h). */
+static void keep_refusal(const struct create_op *op, const char *body, int64_t lapse_ms)
+{
+    struct slk_worker *w = op->req->worker;
+    struct slk_refusal refusal = {.body = body, .len = strlen(body)};
+    struct slk_refusal_key k;
+    refusal_key(&k, &op->b, op->ins_version);
+    slk_refusal_cache_put(w->refusals, &k, op->freed_gen, (int64_t)uv_now(&w->loop), lapse_ms, &refusal);
+}
+
 static void reply_created(struct create_op *op)
 {
     struct slk_request *req = op->req;
@@ -380,6 +399,15 @@ static void reply_created(struct create_op *op)
     list_for_student(op);
     json_t *data = slk_booking_to_json(&op->b, slk_clock_now_ms());
     slk_outbox_record(req->worker, "held", &op->b, req->user_sub, slk_role_name((enum slk_role)req->user_role));
+    /* Every unit is now held: the same question asked again gets what Redis would say, until they are freed. */
+    int64_t from, to;
+    slk_booking_units_range(&op->b, 0, op->b.unit_count - 1, &from, &to);
+    char *taken = slk__slot_unavailable_body(from, to);
+    if (taken != NULL) {
+        int64_t left = op->b.hold_expires_ms - slk_clock_now_ms();
+        keep_refusal(op, taken, left > 0 ? left : 1);
+        free(taken);
+    }
     op->capped = false; /* granted: the place is taken until the hold ends (payment, cancel, expiry) */
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_GRANTED);
@@ -389,14 +417,6 @@ static void reply_created(struct create_op *op)
         return;
     }
     slk_reply_ok(req, 201, "Booking created", data);
-}
-
-static void refusal_key(struct slk_refusal_key *k, const struct slk_booking *b, int64_t version)
-{
-    *k = (struct slk_refusal_key){.instructor = b->instructor,
-                                  .version = version,
-                                  .units_first_min = b->units_first_min,
-                                  .unit_count = b->unit_count};
 }
 
 static void reply_taken(struct create_op *op, const redisReply *r)
@@ -409,14 +429,10 @@ static void reply_taken(struct create_op *op, const redisReply *r)
         fail_backend(op, SLK_ENOMEM, "hold");
         return;
     }
-    struct slk_refusal refusal = {.body = body, .len = strlen(body)};
-    struct slk_refusal_key k;
-    refusal_key(&k, &op->b, op->ins_version);
-    slk_refusal_cache_put(req->worker->refusals, &k, op->freed_gen, (int64_t)uv_now(&req->worker->loop),
-                          r->element[3]->integer, &refusal);
+    keep_refusal(op, body, r->element[3]->integer);
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_TAKEN);
-    slk_reply_rendered(req, 409, refusal.body, refusal.len);
+    slk_reply_rendered(req, 409, body, strlen(body));
     free(body);
 }
 
@@ -606,17 +622,18 @@ static bool same_question_shape(struct create_op *op, const struct slk_instructo
 }
 
 /*
- * The hot-slot path (refusal_cache.h), run after authentication and before
- * the rate limit: a hold for exactly the units this worker was just told are
- * taken gets the same 409 again, without Redis. Anything else goes the
- * normal way: nothing kept, another question, settings not cached here, a
- * body the handler would refuse, or an Idempotency-Key (its reply must be
- * stored by the gate).
+ * The hot-slot path, run after authentication and before the rate limit: a
+ * hold for exactly the units this worker was just told are taken gets the
+ * same 409 again without Redis (refusal_cache.h), and one asked while the
+ * same question is in flight waits for that answer (hold_flights.h).
+ * Anything else goes the normal way: settings not cached here, a body the
+ * handler would refuse, or an Idempotency-Key (its reply must be stored by
+ * the gate).
  */
 bool slk_booking_create_refused_early(struct slk_request *req)
 {
     struct slk_worker *w = req->worker;
-    if (slk_refusal_cache_empty(w->refusals) || slk_request_header(req, "idempotency-key") != NULL)
+    if (slk_request_header(req, "idempotency-key") != NULL)
         return false;
     json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(body) || !may_book(req, body)) {
@@ -636,6 +653,12 @@ bool slk_booking_create_refused_early(struct slk_request *req)
         slk_booking_cover(&op.b, &e->ins);
         refusal_key(&k, &op.b, e->ins.version);
         refused = slk_refusal_cache_get(w->refusals, &k, (int64_t)uv_now(&w->loop), &refusal);
+        if (!refused && slk_hold_flights_wait(w->flights, &k, req)) {
+            slk_booking_clear(&op.b);
+            return true;
+        }
+        if (!refused)
+            slk_hold_flights_take_off(w->flights, &k, op.b.unit_minutes, req);
     }
     slk_booking_clear(&op.b);
     if (!refused)

@@ -208,3 +208,99 @@ def test_stampede_after_a_release_has_one_winner():
         eq(psql(f"SELECT count(*) FROM bookings WHERE instructor_id = '{ins}' AND status = 'confirmed'"), "1",
            "confirmed rows")
         eq(psql(OVERLAP_AUDIT), "0", "overlap audit")
+
+
+def pttl_calls(redis_proc):
+    """PTTL runs only inside lua/hold.lua, once per unit: it counts the hold scripts that ran."""
+    out = subprocess.run(["redis-cli", "-p", str(redis_proc.port), "INFO", "commandstats"], capture_output=True,
+                         text=True, timeout=10).stdout
+    check("# Commandstats" in out, f"INFO commandstats: {out[:200]!r}")
+    for line in out.splitlines():
+        if line.startswith("cmdstat_pttl:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def in_thread(fn):
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except Exception as e:  # reported by the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def outcome(t, box):
+    t.join(30)
+    check(not t.is_alive(), "request did not finish")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@timeout(90)
+def test_same_question_in_flight_waits_for_its_answer():
+    # The first wave: B asks while A's hold is still on its way (Redis stopped for a moment), and is told the
+    # slot is taken when A gets it, without a hold script of its own.
+    redis_proc = RedisProc().start()
+    try:
+        with Server(redis_url=redis_proc.url, env={"REDIS_TIMEOUT_MS": "5000"}, name="flights") as srv:
+            ins = srv.put_instructor()
+            start, end = slot(7, 15)
+            srv.token(uid("warm"), "student")
+            ca, cb = srv.client(), srv.client()
+            redis_proc.command("CONFIG", "RESETSTAT")
+            redis_proc.pause()
+            try:
+                ta, a = in_thread(lambda: srv.try_hold(ins, start, end, client=ca))
+                time.sleep(0.3)
+                tb, b = in_thread(lambda: srv.try_hold(ins, start, end, client=cb))
+                time.sleep(0.3)
+            finally:
+                redis_proc.resume()
+            expect_ok(outcome(ta, a), 201)
+            eq(taken_details(outcome(tb, b)), (start, end), "the waiter's taken range")
+            eq(pttl_calls(redis_proc), 4, "hold scripts run (4 units each): only the first asker's")
+            ca.close()
+            cb.close()
+    finally:
+        redis_proc.stop()
+
+
+@timeout(90)
+def test_waiter_goes_its_own_way_when_the_first_asker_is_refused_otherwise():
+    # A is over its cap (429): that says nothing about the slot, so B asks Redis itself and gets it.
+    redis_proc = RedisProc().start()
+    try:
+        env = {"REDIS_TIMEOUT_MS": "5000", "MAX_HOLDS_PER_STUDENT": "1"}
+        with Server(redis_url=redis_proc.url, env=env, name="flights-resume") as srv:
+            ins = srv.put_instructor()
+            capped = uid("stu")
+            srv.hold(ins, *slot(7, 8), student=capped)
+            start, end = slot(7, 16)
+            ca, cb = srv.client(), srv.client()
+            srv.token(capped, "student")
+            other = uid("stu")
+            srv.token(other, "student")
+            redis_proc.command("CONFIG", "RESETSTAT")
+            redis_proc.pause()
+            try:
+                ta, a = in_thread(lambda: srv.try_hold(ins, start, end, student=capped, client=ca))
+                time.sleep(0.3)
+                tb, b = in_thread(lambda: srv.try_hold(ins, start, end, student=other, client=cb))
+                time.sleep(0.3)
+            finally:
+                redis_proc.resume()
+            expect_error(outcome(ta, a), 429, "rate_limited")
+            data = expect_ok(outcome(tb, b), 201)
+            eq(srv.booking(data["uuid"])["status"], "payment_required", "the waiter's own hold")
+            eq(pttl_calls(redis_proc), 8, "hold scripts run: the first asker's (undone) and the waiter's")
+            ca.close()
+            cb.close()
+    finally:
+        redis_proc.stop()
