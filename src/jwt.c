@@ -4,8 +4,6 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "slk/auth.h"
 #include "slk/timeutil.h"
@@ -117,17 +115,6 @@ size_t slk_b64url_encode(const unsigned char *in, size_t len, char *out)
     return n;
 }
 
-static int hmac_sha256(const unsigned char *key, size_t key_len, const char *data, size_t len,
-                       unsigned char mac[JWT_MAC_LEN])
-{
-    unsigned int mac_len = 0;
-
-    if (HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)data, len, mac, &mac_len) == NULL ||
-        mac_len != JWT_MAC_LEN)
-        return SLK_EAUTH;
-    return 0;
-}
-
 /*
  * Decodes one base64url segment and parses it as a JSON object. Duplicate
  * keys are refused (two "alg" or "role" members could be read differently by
@@ -172,8 +159,7 @@ static bool header_ok(const char *seg, size_t len)
     return ok;
 }
 
-static bool signature_ok(const char *token, size_t signed_len, const char *sig, size_t sig_len,
-                         const unsigned char *secret, size_t secret_len)
+static bool signature_ok(struct slk_hmac *key, const char *token, size_t signed_len, const char *sig, size_t sig_len)
 {
     unsigned char given[JWT_MAX_LEN];
     unsigned char want[JWT_MAC_LEN];
@@ -181,7 +167,7 @@ static bool signature_ok(const char *token, size_t signed_len, const char *sig, 
 
     if (b64url_decode(sig, sig_len, given, &given_len) != 0 || given_len != JWT_MAC_LEN)
         return false;
-    if (hmac_sha256(secret, secret_len, token, signed_len, want) != 0)
+    if (slk_hmac_sha256(key, token, signed_len, NULL, 0, want) != 0)
         return false;
     return CRYPTO_memcmp(given, want, JWT_MAC_LEN) == 0;
 }
@@ -217,7 +203,17 @@ static int claims_check(json_t *claims, int64_t now, struct slk_identity *out)
 int slk_jwt_verify(const char *token, size_t len, const unsigned char *secret, size_t secret_len, int64_t now,
                    struct slk_identity *out)
 {
-    if (token == NULL || len == 0 || len > JWT_MAX_LEN || secret == NULL || secret_len == 0)
+    struct slk_hmac *key = slk_hmac_new(secret, secret_len);
+    if (key == NULL)
+        return SLK_EAUTH;
+    int rc = slk_jwt_verify_keyed(key, token, len, now, out);
+    slk_hmac_free(key);
+    return rc;
+}
+
+int slk_jwt_verify_keyed(struct slk_hmac *key, const char *token, size_t len, int64_t now, struct slk_identity *out)
+{
+    if (key == NULL || token == NULL || len == 0 || len > JWT_MAX_LEN)
         return SLK_EAUTH;
 
     const char *dot1 = memchr(token, '.', len);
@@ -235,7 +231,7 @@ int slk_jwt_verify(const char *token, size_t len, const unsigned char *secret, s
 
     if (!header_ok(token, hdr_len))
         return SLK_EAUTH;
-    if (!signature_ok(token, (size_t)(dot2 - token), sig, sig_len, secret, secret_len))
+    if (!signature_ok(key, token, (size_t)(dot2 - token), sig, sig_len))
         return SLK_EAUTH;
 
     json_t *claims = segment_json(payload, payload_len);
@@ -283,7 +279,10 @@ char *slk_jwt_sign(const char *sub, enum slk_role role, int64_t exp, const unsig
     token[n++] = '.';
     if (append_segment(token, JWT_MAX_LEN + 1, &n, payload, strlen(payload)) != 0)
         goto fail;
-    if (hmac_sha256(secret, secret_len, token, n, mac) != 0)
+    struct slk_hmac *key = slk_hmac_new(secret, secret_len);
+    int rc = key != NULL ? slk_hmac_sha256(key, token, n, NULL, 0, mac) : SLK_EAUTH;
+    slk_hmac_free(key);
+    if (rc != 0)
         goto fail;
     if (n + 1 + 43 + 1 > JWT_MAX_LEN + 1)
         goto fail;

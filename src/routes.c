@@ -81,7 +81,7 @@ static int authenticate(struct slk_request *req)
     int64_t now = slk_clock_now_ms() / 1000;
     int rc = 0;
     if (!slk_token_cache_get(req->worker->tokens, token, len, now, &id)) {
-        rc = slk_jwt_verify(token, len, (const unsigned char *)cfg->jwt_secret, strlen(cfg->jwt_secret), now, &id);
+        rc = slk_jwt_verify_keyed(req->worker->jwt_key, token, len, now, &id);
         if (rc == 0)
             slk_token_cache_put(req->worker->tokens, token, len, &id);
     }

@@ -1,7 +1,9 @@
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "slk/auth.h"
 #include "slk/events.h"
 #include "slk/http.h"
 #include "slk/instructor.h"
@@ -63,6 +65,8 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     w->tokens = slk_token_cache_create();
     w->avail_cache = slk_avail_cache_create();
     w->refusals = slk_refusal_cache_create();
+    bool has_secret = cfg->jwt_secret != NULL && cfg->jwt_secret[0] != '\0'; /* none when auth is off */
+    w->jwt_key = has_secret ? slk_hmac_new((const unsigned char *)cfg->jwt_secret, strlen(cfg->jwt_secret)) : NULL;
     w->flights = slk_hold_flights_create();
     w->events = slk_events_create(w);
     w->pubsub = slk_pubsub_create(w);
@@ -211,6 +215,8 @@ void slk_worker_free(struct slk_worker *w)
     w->avail_cache = NULL;
     slk_refusal_cache_free(w->refusals);
     w->refusals = NULL;
+    slk_hmac_free(w->jwt_key);
+    w->jwt_key = NULL;
     slk_hold_flights_free(w->flights);
     w->flights = NULL;
     if (w->listen_fd >= 0)

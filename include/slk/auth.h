@@ -28,15 +28,27 @@ struct slk_identity {
     int64_t exp;
 };
 
+/* HMAC-SHA256 with its key set up once (hmac.c). Not thread-safe: one per thread. */
+#define SLK_HMAC_LEN 32
+struct slk_hmac;
+/* NULL for an empty key or when OpenSSL cannot set it up. */
+struct slk_hmac *slk_hmac_new(const unsigned char *key, size_t key_len);
+void slk_hmac_free(struct slk_hmac *h);
+/* The MAC of a followed by b (blen may be 0). Returns 0 or SLK_EAUTH. */
+int slk_hmac_sha256(struct slk_hmac *h, const void *a, size_t alen, const void *b, size_t blen,
+                    unsigned char out[SLK_HMAC_LEN]) SLK_MUST_CHECK;
+
 /*
  * Verifies a compact JWS (header.payload.signature, base64url without
  * padding). Requires header alg == "HS256", a valid signature, integer exp
  * > now, sub matching the id pattern, and a known role. now is unix seconds.
  * Returns 0, SLK_EAUTH (malformed, bad signature, bad claims) or
- * SLK_EEXPIRED.
+ * SLK_EEXPIRED. The _keyed form takes the secret already set up.
  */
 int slk_jwt_verify(const char *token, size_t len, const unsigned char *secret, size_t secret_len, int64_t now,
                    struct slk_identity *out) SLK_MUST_CHECK;
+int slk_jwt_verify_keyed(struct slk_hmac *key, const char *token, size_t len, int64_t now,
+                         struct slk_identity *out) SLK_MUST_CHECK;
 
 /* Mints an HS256 token; returns malloc'd string or NULL. */
 /* base64url without padding (RFC 7515 section 2); out needs (len * 4 + 2) / 3 + 1 bytes and is NUL-terminated.

@@ -22,6 +22,7 @@ struct slk_pubsub;
 struct slk_avail_cache;
 struct slk_refusal_cache;
 struct slk_hold_flights;
+struct slk_hmac;
 struct slk_outbox;
 
 struct slk_worker {
@@ -37,6 +38,7 @@ struct slk_worker {
     struct slk_pg_pool *pg;
     struct slk_instructor_cache *instructors;
     struct slk_token_cache *tokens;
+    struct slk_hmac *jwt_key;            /* JWT_SECRET, set up once for this thread */
     struct slk_avail_cache *avail_cache; /* recent availability replies (avail_cache.h) */
     struct slk_refusal_cache *refusals;  /* recent hold refusals (refusal_cache.h) */
     struct slk_hold_flights *flights;    /* hold questions in flight (hold_flights.h) */

@@ -467,9 +467,31 @@ static void test_role_names(void **state)
     assert_int_equal(slk_role_parse(slk_role_name(SLK_ROLE_NONE)), SLK_ROLE_NONE);
 }
 
+/* RFC 4231 test case 1; the keyed context gives the same MAC every time and over split input. */
+static void test_hmac_rfc4231_and_reuse(void **state)
+{
+    (void)state;
+    static const unsigned char want[SLK_HMAC_LEN] = {0xb0, 0x34, 0x4c, 0x61, 0xd8, 0xdb, 0x38, 0x53, 0x5c, 0xa8, 0xaf,
+                                                     0xce, 0xaf, 0x0b, 0xf1, 0x2b, 0x88, 0x1d, 0xc2, 0x00, 0xc9, 0x83,
+                                                     0x3d, 0xa7, 0x26, 0xe9, 0x37, 0x6c, 0x2e, 0x32, 0xcf, 0xf7};
+    unsigned char key[20], mac[SLK_HMAC_LEN];
+    memset(key, 0x0b, sizeof(key));
+    struct slk_hmac *h = slk_hmac_new(key, sizeof(key));
+    assert_non_null(h);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(slk_hmac_sha256(h, "Hi There", 8, NULL, 0, mac), 0);
+        assert_memory_equal(mac, want, sizeof(want));
+    }
+    assert_int_equal(slk_hmac_sha256(h, "Hi ", 3, "There", 5, mac), 0);
+    assert_memory_equal(mac, want, sizeof(want));
+    slk_hmac_free(h);
+    assert_null(slk_hmac_new(key, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hmac_rfc4231_and_reuse),
         cmocka_unit_test(test_known_vector_verifies),
         cmocka_unit_test(test_sign_matches_known_vector),
         cmocka_unit_test(test_sign_verify_round_trip),
