@@ -598,7 +598,7 @@ static bool is_unpaired_command(const char *name, size_t len)
 int slk_redis_command_argv(struct slk_redis *r, slk_redis_cb cb, void *data, int argc, const char **argv,
                            const size_t *argvlen)
 {
-    if (r->closing)
+    if (r == NULL || r->closing) /* NULL: the worker already handed its client back (shutdown) */
         return SLK_ECLOSED;
     if (argc < 1 || argv == NULL || argv[0] == NULL || cb == NULL)
         return SLK_EINVAL;

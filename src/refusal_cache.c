@@ -78,7 +78,7 @@ void slk_refusal_cache_put(struct slk_refusal_cache *c, const struct slk_refusal
                            int64_t lapse_ms, const struct slk_refusal *r)
 {
     size_t len = strlen(k->instructor);
-    if (len == 0 || len > SLK_MAX_ID_LEN || r->len > SLK_REFUSAL_BODY_MAX)
+    if (len == 0 || len > SLK_MAX_ID_LEN || r->len > SLK_REFUSAL_BODY_MAX || lapse_ms == 0)
         return;
     if (gen != slk_freed_gen(k->instructor))
         return; /* something may have been freed while the script ran: the refusal may already be wrong */

@@ -80,7 +80,8 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     w->http = slk_http_server_create(&w->loop, w, &limits, slk_routes_dispatch);
     rc = SLK_ENOMEM;
     if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->avail_cache == NULL || w->refusals == NULL ||
-        w->http == NULL || w->events == NULL || w->pubsub == NULL)
+        (has_secret && w->jwt_key == NULL) || w->flights == NULL || w->http == NULL || w->events == NULL ||
+        w->pubsub == NULL)
         goto fail;
     rc = slk_http_server_listen(w->http, listen_fd);
     if (rc != 0)

@@ -51,8 +51,10 @@ bool slk_refusal_cache_get(struct slk_refusal_cache *c, const struct slk_refusal
                            struct slk_refusal *out);
 
 /*
- * gen: slk_freed_gen() read before the hold script was sent; lapse_ms: how
- * long until the first taken unit expires by itself (<= 0: none expires).
+ * gen: slk_freed_gen() read before the hold script was sent; now_ms: no
+ * later than when it ran (the lapse is measured there); lapse_ms: how long
+ * until the first taken unit expires by itself (< 0: none does; 0: it is
+ * expiring, nothing is kept).
  */
 void slk_refusal_cache_put(struct slk_refusal_cache *c, const struct slk_refusal_key *k, uint32_t gen, int64_t now_ms,
                            int64_t lapse_ms, const struct slk_refusal *r);

@@ -228,20 +228,22 @@ static void on_undone(void *data, redisReply *r, const char *err)
         slk_log(SLK_LOG_WARN, "block units not released", "error", err != NULL ? err : r->str, NULL);
 }
 
-static void release_block_units(struct slk_worker *w, const char *instructor, const char *uuid, const int64_t *minutes,
-                                size_t n, slk_redis_cb cb, void *data)
+static void release_block_units(struct slk_worker *w, const char *instructor, const char *uuid, int64_t start_ms,
+                                int64_t end_ms, const int64_t *minutes, size_t n, slk_redis_cb cb, void *data)
 {
     const char **keys = malloc(n * sizeof(char *));
     char *storage = malloc(n * SLK_KEY_MAX);
-    char value[40];
+    char value[40], start[24], end[24];
     snprintf(value, sizeof(value), "X:%s", uuid);
-    const char *args[1] = {value};
+    snprintf(start, sizeof(start), "%" PRId64, start_ms);
+    snprintf(end, sizeof(end), "%" PRId64, end_ms);
+    const char *args[3] = {value, start, end};
     if (keys != NULL && storage != NULL) {
         for (size_t k = 0; k < n; k++) {
             keys[k] = storage + k * SLK_KEY_MAX;
             slk_key_unit(storage + k * SLK_KEY_MAX, instructor, minutes[k]);
         }
-        if (slk_script_eval(w->redis, SLK_SCRIPT_UNBLOCK, cb, data, (int)n, keys, NULL, 1, args, NULL) != 0)
+        if (slk_script_eval(w->redis, SLK_SCRIPT_UNBLOCK, cb, data, (int)n, keys, NULL, 3, args, NULL) != 0)
             cb(data, NULL, "not queued");
     } else {
         cb(data, NULL, "out of memory");
@@ -265,8 +267,9 @@ static void on_saved(void *data, PGresult *res, const char *err)
     if (err != NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
         slk_log(SLK_LOG_ERROR, "blocks not saved", "error", err != NULL ? err : PQresultErrorMessage(res), NULL);
         for (size_t i = 0; i < op->num_blocks; i++)
-            release_block_units(op->req->worker, op->instructor, op->blocks[i].uuid,
-                                op->units + op->blocks[i].first_unit, op->blocks[i].num_units, on_undone, NULL);
+            release_block_units(op->req->worker, op->instructor, op->blocks[i].uuid, op->blocks[i].start_ms,
+                                op->blocks[i].end_ms, op->units + op->blocks[i].first_unit, op->blocks[i].num_units,
+                                on_undone, NULL);
         fail_backend(op, SLK_EUNAVAILABLE, "postgres");
         return;
     }
@@ -418,7 +421,8 @@ static void on_unblock_instructor(void *data, struct slk_instructor_entry *e, in
     } else if (n == 0) {
         finish_unblock(op, true); /* the block lies in the past: nothing to free */
     } else {
-        release_block_units(op->req->worker, op->instructor, op->uuid, minutes, n, on_unblocked, op);
+        release_block_units(op->req->worker, op->instructor, op->uuid, op->start_ms, op->end_ms, minutes, n,
+                            on_unblocked, op);
     }
     free(minutes);
 }

@@ -38,6 +38,7 @@ struct create_op {
     char **unit_keys;
     int64_t ins_version; /* the settings the request was validated against */
     uint32_t freed_gen;  /* slk_freed_gen() before the hold was sent: whether a refusal may be kept */
+    int64_t sent_ms;     /* loop time when it was sent: the base of the lapse its reply reports */
     bool capped;         /* counted against the student's cap (hold_cap.h) until granted or given back */
     int grant_pending;   /* steps awaited after the hold was granted: index, cap, settle_grant itself */
     int index_rc, cap_rc;
@@ -368,6 +369,7 @@ static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
     }
     op->ins_version = e->ins.version;
     op->freed_gen = slk_freed_gen(op->b.instructor);
+    op->sent_ms = (int64_t)uv_now(&op->req->worker->loop);
     int rc = eval_hold(op);
     if (rc != 0)
         fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
@@ -381,14 +383,13 @@ static void refusal_key(struct slk_refusal_key *k, const struct slk_booking *b, 
                                   .unit_count = b->unit_count};
 }
 
-/* The answer to this question, kept for the stampede behind it (refusal_cache.h). */
-static void keep_refusal(const struct create_op *op, const char *body, int64_t lapse_ms)
+/* The answer to this question, kept for the stampede behind it (refusal_cache.h); lapse from since_ms. */
+static void keep_refusal(const struct create_op *op, const char *body, int64_t since_ms, int64_t lapse_ms)
 {
-    struct slk_worker *w = op->req->worker;
     struct slk_refusal refusal = {.body = body, .len = strlen(body)};
     struct slk_refusal_key k;
     refusal_key(&k, &op->b, op->ins_version);
-    slk_refusal_cache_put(w->refusals, &k, op->freed_gen, (int64_t)uv_now(&w->loop), lapse_ms, &refusal);
+    slk_refusal_cache_put(op->req->worker->refusals, &k, op->freed_gen, since_ms, lapse_ms, &refusal);
 }
 
 static void reply_created(struct create_op *op)
@@ -405,7 +406,7 @@ static void reply_created(struct create_op *op)
     char *taken = slk__slot_unavailable_body(from, to);
     if (taken != NULL) {
         int64_t left = op->b.hold_expires_ms - slk_clock_now_ms();
-        keep_refusal(op, taken, left > 0 ? left : 1);
+        keep_refusal(op, taken, (int64_t)uv_now(&req->worker->loop), left > 0 ? left : 0);
         free(taken);
     }
     op->capped = false; /* granted: the place is taken until the hold ends (payment, cancel, expiry) */
@@ -429,7 +430,7 @@ static void reply_taken(struct create_op *op, const redisReply *r)
         fail_backend(op, SLK_ENOMEM, "hold");
         return;
     }
-    keep_refusal(op, body, r->element[3]->integer);
+    keep_refusal(op, body, op->sent_ms, r->element[3]->integer);
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_TAKEN);
     slk_reply_rendered(req, 409, body, strlen(body));

@@ -2,10 +2,12 @@
 #include <string.h>
 
 #include "handlers/handlers_internal.h"
+#include "slk/avail_cache.h"
 #include "slk/hold_flights.h"
 #include "slk/metrics.h"
 #include "slk/response.h"
 #include "slk/routes.h"
+#include "slk/worker.h"
 
 #define BUCKETS 256
 
@@ -16,6 +18,7 @@ struct flight {
     char instructor[SLK_MAX_ID_LEN + 1];
     int64_t version, units_first_min;
     int unit_count, unit_minutes;
+    uint32_t gen; /* slk_freed_gen() at take-off: a unit freed since makes the asker's answer stale for waiters */
     struct slk_request **waiting;
     size_t n_waiting, cap_waiting;
 };
@@ -105,13 +108,18 @@ static void on_landed(struct slk_request *req, int status, const char *body, siz
             len = strlen(taken);
         }
     }
-    bool answered = status == 409 || (status == 201 && taken != NULL);
+    /* Something freed since take-off (here or, announced, elsewhere): a waiter may have asked after it. */
+    bool fresh = fl->gen == slk_freed_gen(fl->instructor);
+    bool answered = fresh && (status == 409 || (status == 201 && taken != NULL));
     for (size_t i = 0; i < fl->n_waiting; i++) {
+        struct slk_request *w = fl->waiting[i];
         if (answered) {
             slk_metrics_hold(SLK_HOLD_TAKEN);
-            slk_reply_rendered(fl->waiting[i], 409, body, len);
+            slk_reply_rendered(w, 409, body, len);
+        } else if (w->worker->draining) {
+            slk_reply_unavailable(w, "redis"); /* stopping: its Redis client may already be gone */
         } else {
-            slk_routes_resume(fl->waiting[i]);
+            slk_routes_resume(w);
         }
     }
     free(taken);
@@ -135,6 +143,7 @@ void slk_hold_flights_take_off(struct slk_hold_flights *f, const struct slk_refu
     fl->units_first_min = k->units_first_min;
     fl->unit_count = k->unit_count;
     fl->unit_minutes = unit_minutes;
+    fl->gen = slk_freed_gen(k->instructor);
     fl->next = f->buckets[fl->bucket];
     f->buckets[fl->bucket] = fl;
     req->on_reply = on_landed;

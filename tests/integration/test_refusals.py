@@ -137,6 +137,34 @@ def test_slot_freed_by_another_process_is_granted_promptly():
 
 
 @timeout(60)
+def test_block_removed_by_another_process_is_granted_promptly():
+    a, b = Server(name="refusals-block-a"), Server(name="refusals-block-b")
+    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    with a, b:
+        ins = a.put_instructor()
+        start, end = slot(7, 18)
+        with a.client() as c:
+            r = c.post(f"/api/v1/instructors/{ins}/availability/block",
+                       {"blocks": [{"start_time": start, "end_time": end, "reason": "away"}]}, token=a.admin())
+            block = expect_ok(r, 201)["blocks"][0]["uuid"]
+            for _ in range(3):
+                expect_error(a.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+            with b.client() as cb:
+                expect_ok(cb.request("DELETE", f"/api/v1/instructors/{ins}/availability/block/{block}",
+                                     token=b.admin()), 200)
+
+            def granted():
+                r = a.try_hold(ins, start, end, client=c)
+                if r.status == 409:
+                    return False
+                expect_ok(r, 201)
+                return True
+
+            # The unblock is announced on the events channel like a release, well before the 1 s bound.
+            wait_until(granted, 0.5, interval=0.02, what="a hold once the other process removed the block")
+
+
+@timeout(60)
 def test_idempotency_key_goes_through_the_gate():
     with Server(name="refusals-idem") as srv:
         ins = srv.put_instructor()
@@ -302,5 +330,45 @@ def test_waiter_goes_its_own_way_when_the_first_asker_is_refused_otherwise():
             eq(pttl_calls(redis_proc), 8, "hold scripts run: the first asker's (undone) and the waiter's")
             ca.close()
             cb.close()
+    finally:
+        redis_proc.stop()
+
+
+@timeout(90)
+def test_waiters_ask_redis_when_something_was_freed_meanwhile():
+    # A block of the same instructor removed while the first asker is in flight may have freed what it is
+    # told about: the waiter asks Redis itself (its own hold script) instead of taking the first asker's answer.
+    redis_proc = RedisProc().start()
+    try:
+        # No rate limit: the unblock must reach its script while Redis is stopped, not wait in the limiter.
+        env = {"REDIS_TIMEOUT_MS": "5000", "RATE_LIMIT_PER_SECOND": "0"}
+        with Server(redis_url=redis_proc.url, env=env, name="flights-freed") as srv:
+            ins = srv.put_instructor()
+            start, end = slot(7, 17)
+            ca, cb, cc = srv.client(), srv.client(), srv.client()
+            r = cc.post(f"/api/v1/instructors/{ins}/availability/block",
+                        {"blocks": [{"start_time": slot(7, 8)[0], "end_time": slot(7, 8)[1], "reason": "x"}]},
+                        token=srv.admin())
+            block = expect_ok(r, 201)["blocks"][0]["uuid"]
+            srv.token(uid("warm"), "student")
+            redis_proc.command("CONFIG", "RESETSTAT")
+            redis_proc.pause()
+            try:
+                ta, a = in_thread(lambda: srv.try_hold(ins, start, end, client=ca))
+                time.sleep(0.3)
+                # Postgres forgets the block at once; freeing its units waits for Redis, but is under way.
+                tc, c = in_thread(lambda: cc.request("DELETE", f"/api/v1/instructors/{ins}/availability/block/{block}",
+                                                     token=srv.admin()))
+                time.sleep(0.3)
+                tb, b = in_thread(lambda: srv.try_hold(ins, start, end, client=cb))
+                time.sleep(0.3)
+            finally:
+                redis_proc.resume()
+            expect_ok(outcome(ta, a), 201)
+            expect_ok(outcome(tc, c), 200)
+            eq(taken_details(outcome(tb, b)), (start, end), "the waiter's taken range")
+            eq(pttl_calls(redis_proc), 8, "hold scripts run: the first asker's and the waiter's own")
+            for conn in (ca, cb, cc):
+                conn.close()
     finally:
         redis_proc.stop()

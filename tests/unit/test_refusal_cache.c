@@ -58,6 +58,8 @@ static void test_never_past_the_first_lapse(void **state)
     put(c, "ins-b", 1000, 250);
     assert_true(get(c, "ins-b", 1249));
     assert_false(get(c, "ins-b", 1250));
+    put(c, "ins-b", 2000, 0); /* expiring as Redis looked: not kept at all */
+    assert_false(get(c, "ins-b", 2000));
     slk_refusal_cache_free(c);
 }
 
