@@ -13,15 +13,9 @@ static _Atomic uint32_t generations[GEN_SLOTS];
 static _Atomic uint32_t freed_generations[GEN_SLOTS];
 static _Atomic uint32_t freed_epoch;
 
-/* FNV-1a: short ids, no need for more. */
 static uint32_t hash_bytes(const char *s, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
+    return slk_fnv1a(SLK_FNV1A_INIT, s, len);
 }
 
 void slk_avail_gen_bump(const char *tag, size_t len)

@@ -12,6 +12,16 @@
 #define SLK_UNUSED(x) ((void)(x))
 #define SLK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* FNV-1a, 32 bits: the hash of the per-worker tables (short keys; a collision only costs a miss). */
+#define SLK_FNV1A_INIT 2166136261u
+static inline uint32_t slk_fnv1a(uint32_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
 /* Errors are negative ints; 0 is success (libuv's UV_ERRNO_MAP style). */
 #define SLK_ERRNO_MAP(XX)                                                                                              \
     XX(NOMEM, "out of memory")                                                                                         \

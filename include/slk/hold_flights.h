@@ -30,7 +30,6 @@ void slk_hold_flights_free(struct slk_hold_flights *f);
 bool slk_hold_flights_wait(struct slk_hold_flights *f, const struct slk_refusal_key *k, struct slk_request *req);
 
 /* req goes on to ask the question itself: later askers wait for its reply (seen through req->on_reply). */
-void slk_hold_flights_take_off(struct slk_hold_flights *f, const struct slk_refusal_key *k, int unit_minutes,
-                               struct slk_request *req);
+void slk_hold_flights_take_off(struct slk_hold_flights *f, const struct slk_refusal_key *k, struct slk_request *req);
 
 #endif

@@ -22,15 +22,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "slk/common.h"
+
 #define SLK_REFUSAL_CACHE_TTL_MS 1000
 
 /* The question: these units of this instructor, as the given settings version lays them out. */
 struct slk_refusal_key {
-    const char *instructor;
+    char instructor[SLK_MAX_ID_LEN + 1];
     int64_t version;
     int64_t units_first_min;
     int unit_count;
 };
+
+/* Shared with hold_flights.c, which files questions in flight the same way. */
+uint32_t slk_refusal_key_hash(const struct slk_refusal_key *k);
+bool slk_refusal_key_equal(const struct slk_refusal_key *a, const struct slk_refusal_key *b);
 
 /* Longest reply kept (a 409 envelope with two timestamps is about 200 bytes). */
 #define SLK_REFUSAL_BODY_MAX 320

@@ -377,10 +377,11 @@ static void take_hold(struct create_op *op, struct slk_instructor_entry *e)
 
 static void refusal_key(struct slk_refusal_key *k, const struct slk_booking *b, int64_t version)
 {
-    *k = (struct slk_refusal_key){.instructor = b->instructor,
-                                  .version = version,
-                                  .units_first_min = b->units_first_min,
-                                  .unit_count = b->unit_count};
+    _Static_assert(sizeof(k->instructor) == sizeof(b->instructor), "both hold one instructor id");
+    memcpy(k->instructor, b->instructor, sizeof(k->instructor));
+    k->version = version;
+    k->units_first_min = b->units_first_min;
+    k->unit_count = b->unit_count;
 }
 
 /* The answer to this question, kept for the stampede behind it (refusal_cache.h); lapse from since_ms. */
@@ -659,7 +660,7 @@ bool slk_booking_create_refused_early(struct slk_request *req)
             return true;
         }
         if (!refused)
-            slk_hold_flights_take_off(w->flights, &k, op.b.unit_minutes, req);
+            slk_hold_flights_take_off(w->flights, &k, req);
     }
     slk_booking_clear(&op.b);
     if (!refused)

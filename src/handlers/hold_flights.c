@@ -1,7 +1,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handlers/handlers_internal.h"
 #include "slk/avail_cache.h"
 #include "slk/hold_flights.h"
 #include "slk/metrics.h"
@@ -15,9 +14,7 @@ struct flight {
     struct flight *next; /* in its bucket */
     struct slk_hold_flights *owner;
     size_t bucket;
-    char instructor[SLK_MAX_ID_LEN + 1];
-    int64_t version, units_first_min;
-    int unit_count, unit_minutes;
+    struct slk_refusal_key key;
     uint32_t gen; /* slk_freed_gen() at take-off: a unit freed since makes the asker's answer stale for waiters */
     struct slk_request **waiting;
     size_t n_waiting, cap_waiting;
@@ -47,24 +44,12 @@ void slk_hold_flights_free(struct slk_hold_flights *f)
     free(f);
 }
 
-static size_t bucket_of(const struct slk_refusal_key *k)
-{
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)k->instructor; *p != '\0'; p++)
-        h = (h ^ *p) * 16777619u;
-    h = (h ^ (uint32_t)k->units_first_min) * 16777619u;
-    h = (h ^ (uint32_t)k->unit_count) * 16777619u;
-    return h % BUCKETS;
-}
-
 static struct flight *find(struct slk_hold_flights *f, const struct slk_refusal_key *k)
 {
-    for (struct flight *fl = f->buckets[bucket_of(k)]; fl != NULL; fl = fl->next) {
-        if (fl->version == k->version && fl->units_first_min == k->units_first_min && fl->unit_count == k->unit_count &&
-            strcmp(fl->instructor, k->instructor) == 0)
-            return fl;
-    }
-    return NULL;
+    struct flight *fl = f->buckets[slk_refusal_key_hash(k) % BUCKETS];
+    while (fl != NULL && !slk_refusal_key_equal(&fl->key, k))
+        fl = fl->next;
+    return fl;
 }
 
 bool slk_hold_flights_wait(struct slk_hold_flights *f, const struct slk_refusal_key *k, struct slk_request *req)
@@ -92,25 +77,26 @@ static void unlink_flight(struct flight *fl)
     *p = fl->next;
 }
 
-/* The asker's reply, just before it goes out: the waiters get theirs. */
+/*
+ * The asker's reply, just before it goes out: the waiters get theirs. A 201
+ * means every unit of the question is now held; the refusal the handler kept
+ * for it (refusal_cache.h) is what Redis would tell the waiters.
+ */
 static void on_landed(struct slk_request *req, int status, const char *body, size_t len)
 {
     struct flight *fl = req->gate_data;
     req->gate_data = NULL;
     unlink_flight(fl);
-    char *taken = NULL;
-    if (status == 201) {
-        /* Granted: every unit of the question is now held, which is what Redis would tell the waiters. */
-        int64_t from = fl->units_first_min * 60000;
-        taken = slk__slot_unavailable_body(from, from + (int64_t)fl->unit_count * fl->unit_minutes * 60000);
-        if (taken != NULL) {
-            body = taken;
-            len = strlen(taken);
-        }
+    struct slk_refusal kept;
+    bool answered =
+        status == 409 || (status == 201 && slk_refusal_cache_get(req->worker->refusals, &fl->key,
+                                                                 (int64_t)uv_now(&req->worker->loop), &kept));
+    if (status == 201 && answered) {
+        body = kept.body;
+        len = kept.len;
     }
     /* Something freed since take-off (here or, announced, elsewhere): a waiter may have asked after it. */
-    bool fresh = fl->gen == slk_freed_gen(fl->instructor);
-    bool answered = fresh && (status == 409 || (status == 201 && taken != NULL));
+    answered = answered && fl->gen == slk_freed_gen(fl->key.instructor);
     for (size_t i = 0; i < fl->n_waiting; i++) {
         struct slk_request *w = fl->waiting[i];
         if (answered) {
@@ -122,27 +108,20 @@ static void on_landed(struct slk_request *req, int status, const char *body, siz
             slk_routes_resume(w);
         }
     }
-    free(taken);
     free(fl->waiting);
     free(fl);
 }
 
-void slk_hold_flights_take_off(struct slk_hold_flights *f, const struct slk_refusal_key *k, int unit_minutes,
-                               struct slk_request *req)
+void slk_hold_flights_take_off(struct slk_hold_flights *f, const struct slk_refusal_key *k, struct slk_request *req)
 {
-    size_t len = strlen(k->instructor);
-    if (req->on_reply != NULL || len > SLK_MAX_ID_LEN)
+    if (req->on_reply != NULL)
         return;
     struct flight *fl = calloc(1, sizeof(*fl));
     if (fl == NULL)
         return; /* nobody waits for it: later askers ask Redis too */
     fl->owner = f;
-    fl->bucket = bucket_of(k);
-    memcpy(fl->instructor, k->instructor, len + 1);
-    fl->version = k->version;
-    fl->units_first_min = k->units_first_min;
-    fl->unit_count = k->unit_count;
-    fl->unit_minutes = unit_minutes;
+    fl->bucket = slk_refusal_key_hash(k) % BUCKETS;
+    fl->key = *k;
     fl->gen = slk_freed_gen(k->instructor);
     fl->next = f->buckets[fl->bucket];
     f->buckets[fl->bucket] = fl;

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -12,7 +13,9 @@
 
 static struct slk_refusal_key key(const char *ins, int64_t first_min, int count)
 {
-    return (struct slk_refusal_key){.instructor = ins, .version = 3, .units_first_min = first_min, .unit_count = count};
+    struct slk_refusal_key k = {.version = 3, .units_first_min = first_min, .unit_count = count};
+    snprintf(k.instructor, sizeof(k.instructor), "%s", ins);
+    return k;
 }
 
 static const char reply[] = "{\"success\":false,\"error\":{\"code\":\"slot_unavailable\"}}";
