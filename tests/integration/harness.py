@@ -585,6 +585,17 @@ class RedisProc:
     def command(self, *args):
         return resp_command(self.port, *args)
 
+    def calls(self, command):
+        """How often Redis ran a command since its last CONFIG RESETSTAT (INFO commandstats; script-internal
+        calls count too)."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "INFO", "commandstats"], capture_output=True,
+                             text=True, timeout=10).stdout
+        check("# Commandstats" in out, f"INFO commandstats: {out[:200]!r}")
+        for line in out.splitlines():
+            if line.startswith(f"cmdstat_{command.lower()}:"):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
+
     def __enter__(self):
         return self.start()
 
@@ -976,3 +987,70 @@ def wait_until(fn, bound, interval=0.1, what="condition"):
         if time.monotonic() >= deadline:
             fail(f"{what} not reached within {bound} s")
         time.sleep(interval)
+
+
+def ts_ms(ts):
+    """An API timestamp as unix milliseconds."""
+    return int(parse_ts(ts).timestamp() * 1000)
+
+
+def in_thread(fn):
+    """Starts fn() on its own thread; joined() returns what it returned (or raises what it raised)."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # reported by joined()
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def joined(t, out, what):
+    t.join(30)
+    check(not t.is_alive(), f"{what} did not finish within 30 s")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def post_at_once(port, requests, bound=90):
+    """POSTs each (path, raw body, bearer token, extra headers or None) from its own connection, all sent together
+    once every connection is open. Returns (status, body, {lower-case header: value}) per request, in order."""
+    barrier = threading.Barrier(len(requests), timeout=60)
+    results = [None] * len(requests)
+
+    def client(i):
+        path, body, token, extra = requests[i]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            try:
+                conn.connect()
+            except Exception:
+                barrier.abort()  # release the others at once; reported below
+                raise
+            barrier.wait()
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            headers.update(extra or {})
+            conn.request("POST", path, body=body, headers=headers)
+            r = conn.getresponse()
+            results[i] = (r.status, r.read(), {k.lower(): v for k, v in r.getheaders()})
+        except Exception as e:  # reported below as a failed client
+            results[i] = (None, repr(e).encode(), {})
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + bound
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    check(all(r is not None for r in results), f"some racing clients did not finish within {bound} s")
+    errors = [r for r in results if r[0] is None]
+    if errors:
+        fail(f"{len(errors)} clients failed at the socket level, e.g. {errors[0][1][:200]!r}")
+    return results

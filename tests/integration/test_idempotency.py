@@ -3,18 +3,16 @@ repeats replay the first reply, a different request under the same key is
 refused, a duplicate arriving while the first runs waits or gets 409, and
 5xx replies are not kept."""
 
-import http.client
 import json
 import os
 import re
 import select
 import signal
 import subprocess
-import threading
 import time
 
-from harness import (RedisProc, Server, check, env_required, eq, expect_error, expect_ok, fail, psql, shared, sign_body, slot,
-                     timeout, uid, wait_until)
+from harness import (RedisProc, Server, check, env_required, eq, expect_error, expect_ok, fail, in_thread, joined,
+                     post_at_once, psql, shared, sign_body, slot, timeout, uid, wait_until)
 
 KEY_HDR = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -114,28 +112,6 @@ def _confirmed_booking(srv):
     return h
 
 
-def _in_thread(fn):
-    out = {}
-
-    def run():
-        try:
-            out["resp"] = fn()
-        except BaseException as e:  # reported by the caller
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
-
-
-def _joined(t, out, what):
-    t.join(30)
-    check(not t.is_alive(), f"{what} did not finish within 30 s")
-    if "error" in out:
-        raise out["error"]
-    return out["resp"]
-
-
 # --------------------------------------------------------------------------
 
 
@@ -196,35 +172,8 @@ def test_concurrent_duplicates_run_once():
     token = srv.py_token(student, "student")
     key = uid("burst")
     n = 100
-    barrier = threading.Barrier(n, timeout=60)
-    results = [None] * n
-
-    def client(i):
-        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
-        try:
-            try:
-                conn.connect()
-            except Exception:
-                barrier.abort()
-                raise
-            barrier.wait()
-            conn.request("POST", "/api/v1/bookings", body=raw,
-                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}",
-                                  KEY_HDR: key})
-            r = conn.getresponse()
-            results[i] = (r.status, r.read(), r.getheader(REPLAYED), r.getheader("Location"))
-        except Exception as e:  # reported below
-            results[i] = (None, repr(e).encode(), None, None)
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 90
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    check(all(r is not None for r in results), "some clients did not finish within 90 s")
+    replies = post_at_once(srv.port, [("/api/v1/bookings", raw, token, {KEY_HDR: key})] * n)
+    results = [(status, body, headers.get(REPLAYED.lower()), headers.get("location")) for status, body, headers in replies]
     statuses = {}
     for r in results:
         statuses[r[0]] = statuses.get(r[0], 0) + 1
@@ -245,7 +194,7 @@ def test_duplicate_while_in_flight_gets_409():
         path = f"/api/v1/bookings/{h.uuid}/cancel"
         body = json.dumps({"reason": "cannot make it"})
         with RowLock(h.uuid) as lock:
-            t, out = _in_thread(lambda: _post(srv, path, body, token=token, key=key))
+            t, out = in_thread(lambda: _post(srv, path, body, token=token, key=key))
             wait_until(lock.has_waiter, 20, what="the first cancel blocking on the row lock")
             dup = _post(srv, path, body, token=token, key=key)
             expect_error(dup, 409, "idempotency_in_progress")
@@ -254,7 +203,7 @@ def test_duplicate_while_in_flight_gets_409():
             expect_error(_post(srv, path, json.dumps({"reason": "other"}), token=token, key=key), 422,
                          "idempotency_key_reused")
             lock.release()
-            first = _joined(t, out, "the first cancel")
+            first = joined(t, out, "the first cancel")
         eq(expect_ok(first, 200).get("status"), "cancelled", "status after the first cancel")
         _not_replayed(first)
         _expect_replay_of(first, _post(srv, path, body, token=token, key=key))
@@ -269,14 +218,14 @@ def test_duplicate_waits_for_first_reply():
         path = f"/api/v1/bookings/{h.uuid}/cancel"
         body = json.dumps({"reason": "waiting"})
         with RowLock(h.uuid) as lock:
-            t1, out1 = _in_thread(lambda: _post(srv, path, body, token=token, key=key))
+            t1, out1 = in_thread(lambda: _post(srv, path, body, token=token, key=key))
             wait_until(lock.has_waiter, 20, what="the first cancel blocking on the row lock")
-            t2, out2 = _in_thread(lambda: _post(srv, path, body, token=token, key=key))
+            t2, out2 = in_thread(lambda: _post(srv, path, body, token=token, key=key))
             time.sleep(0.3)
             check("resp" not in out2, f"the duplicate was answered while the first still ran: {out2.get('resp')}")
             lock.release()
-            first = _joined(t1, out1, "the first cancel")
-            dup = _joined(t2, out2, "the waiting duplicate")
+            first = joined(t1, out1, "the first cancel")
+            dup = joined(t2, out2, "the waiting duplicate")
         expect_ok(first, 200)
         _not_replayed(first)
         _expect_replay_of(first, dup)
@@ -320,13 +269,13 @@ def test_waiter_takes_over_when_first_fails():
         path = f"/api/v1/bookings/{h.uuid}/cancel"
         body = json.dumps({"reason": "take over"})
         with RowLock(h.uuid) as lock:
-            t1, out1 = _in_thread(lambda: _post(srv, path, body, token=token, key=key))
+            t1, out1 = in_thread(lambda: _post(srv, path, body, token=token, key=key))
             wait_until(lock.has_waiter, 20, what="the first cancel blocking on the row lock")
-            t2, out2 = _in_thread(lambda: _post(srv, path, body, token=token, key=key))
-            first = _joined(t1, out1, "the first cancel")
+            t2, out2 = in_thread(lambda: _post(srv, path, body, token=token, key=key))
+            first = joined(t1, out1, "the first cancel")
             expect_error(first, 503, "unavailable")
             lock.release()
-            second = _joined(t2, out2, "the waiting duplicate")
+            second = joined(t2, out2, "the waiting duplicate")
         eq(expect_ok(second, 200).get("status"), "cancelled", "status after the duplicate ran")
         _not_replayed(second)
         _expect_replay_of(second, _post(srv, path, body, token=token, key=key))
@@ -343,7 +292,7 @@ def test_waiter_whose_client_left_is_cleaned_up():
         path = f"/api/v1/bookings/{h.uuid}/cancel"
         raw = json.dumps({"reason": "gone"}).encode()
         with RowLock(h.uuid) as lock:
-            t1, out1 = _in_thread(lambda: _post(srv, path, raw, token=token, key=key))
+            t1, out1 = in_thread(lambda: _post(srv, path, raw, token=token, key=key))
             wait_until(lock.has_waiter, 20, what="the first cancel blocking on the row lock")
             for _ in range(3):
                 with srv.raw() as conn:
@@ -353,7 +302,7 @@ def test_waiter_whose_client_left_is_cleaned_up():
                     time.sleep(0.05)
             time.sleep(2.0)  # past the wait: the abandoned duplicates have given up
             lock.release()
-            first = _joined(t1, out1, "the first cancel")
+            first = joined(t1, out1, "the first cancel")
         expect_ok(first, 200)
         _expect_replay_of(first, _post(srv, path, raw, token=token, key=key))
 
@@ -367,18 +316,18 @@ def test_drain_answers_waiting_duplicates():
         path = f"/api/v1/bookings/{h.uuid}/cancel"
         body = json.dumps({"reason": "drain"})
         with RowLock(h.uuid) as lock:
-            t1, out1 = _in_thread(lambda: _post(srv, path, body, token=token, key=key))
+            t1, out1 = in_thread(lambda: _post(srv, path, body, token=token, key=key))
             wait_until(lock.has_waiter, 20, what="the first cancel blocking on the row lock")
-            t2, out2 = _in_thread(lambda: _post(srv, path, body, token=token, key=key))
+            t2, out2 = in_thread(lambda: _post(srv, path, body, token=token, key=key))
             time.sleep(0.3)
             srv.proc.send_signal(signal.SIGTERM)
             # Without the drain check it would wait its full 30 s.
             t2.join(10)
             check(not t2.is_alive(), "the waiting duplicate was not answered within 10 s of SIGTERM")
-            dup = _joined(t2, out2, "the waiting duplicate")
+            dup = joined(t2, out2, "the waiting duplicate")
             expect_error(dup, 409, "idempotency_in_progress")
             lock.release()
-            expect_ok(_joined(t1, out1, "the first cancel"), 200)
+            expect_ok(joined(t1, out1, "the first cancel"), 200)
 
 
 @timeout(60)

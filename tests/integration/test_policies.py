@@ -6,7 +6,7 @@ sleeping."""
 import os
 import urllib.parse
 
-from harness import ClockServer, Server, eq, expect_error, expect_ok, parse_ts, pg_booking, resp_command, slot, uid
+from harness import ClockServer, Server, eq, expect_error, expect_ok, pg_booking, resp_command, slot, ts_ms, uid
 
 HOUR = 3600 * 1000
 MINUTE = 60 * 1000
@@ -25,17 +25,13 @@ def teardown_module():
         SRV.stop_checked()
 
 
-def ms(ts):
-    return int(parse_ts(ts).timestamp() * 1000)
-
-
 def booked(days=3, hour=10, **settings):
     """A confirmed (or, with requires_acceptance, paid) booking taken at the real time."""
     SRV.thaw()
     ins = SRV.put_instructor(**settings)
     h = SRV.hold(ins, *slot(days, hour))
     h.confirm()
-    return h, ms(h.data["start_time"])
+    return h, ts_ms(h.data["start_time"])
 
 
 def act(h, verb, token, body=None):
@@ -55,7 +51,7 @@ def test_complete_one_second_before_start_is_refused():
     h, start = booked()
     SRV.freeze(start - 1000)
     details = violation(act(h, "complete", h.instructor_token), "complete_after_start")
-    eq(ms(details["not_before"]), start, "not_before")
+    eq(ts_ms(details["not_before"]), start, "not_before")
     eq(pg_booking(h.uuid)["status"], "confirmed", "PG status unchanged")
 
 
@@ -93,7 +89,7 @@ def test_no_show_one_second_before_the_window_is_refused():
     h, start = booked()
     SRV.freeze(start + 10 * MINUTE - 1000)
     details = violation(act(h, "no-show", h.instructor_token, {"party": "student"}), "no_show_window")
-    eq(ms(details["not_before"]), start + 10 * MINUTE, "not_before")
+    eq(ts_ms(details["not_before"]), start + 10 * MINUTE, "not_before")
     eq(pg_booking(h.uuid)["status"], "confirmed", "PG status unchanged")
 
 
@@ -117,7 +113,7 @@ def test_no_show_one_second_after_the_window_is_refused():
     h, start = booked()
     SRV.freeze(start + 24 * HOUR + 1000)
     details = violation(act(h, "no-show", h.student_token, {"party": "instructor"}), "no_show_window")
-    eq(ms(details["not_after"]), start + 24 * HOUR, "not_after")
+    eq(ts_ms(details["not_after"]), start + 24 * HOUR, "not_after")
 
 
 def test_no_show_party_rules():
@@ -142,7 +138,7 @@ def test_cancel_exactly_twelve_hours_before_is_refundable():
     eq(data["status"], "cancelled", "status")
     eq(data["refund_eligible"], True, "refund_eligible")
     eq(data["cancelled_by"], "student", "cancelled_by")
-    eq(ms(data["cancelled_at"]), start - 12 * HOUR, "cancelled_at is the server's clock")
+    eq(ts_ms(data["cancelled_at"]), start - 12 * HOUR, "cancelled_at is the server's clock")
     row = pg_booking(h.uuid)
     eq(row["refund_eligible"], True, "PG refund_eligible")
     eq(row["actor_id"], h.student, "PG actor_id")
@@ -209,12 +205,12 @@ def test_extend_adds_hold_seconds_once():
     SRV.thaw()
     ins = SRV.put_instructor(hold_seconds=600)
     h = SRV.hold(ins, *slot(3, 10))
-    created, expires = ms(h.data["created_at"]), ms(h.data["hold_expires_at"])
+    created, expires = ts_ms(h.data["created_at"]), ts_ms(h.data["hold_expires_at"])
     eq(expires - created, 600 * 1000, "first hold")
     data = expect_ok(act(h, "extend", h.student_token), 200)
-    eq(ms(data["hold_expires_at"]), expires + 600 * 1000, "extended by hold_seconds")
+    eq(ts_ms(data["hold_expires_at"]), expires + 600 * 1000, "extended by hold_seconds")
     eq(data["status"], "payment_required", "still a hold")
-    eq(unit_expiry(ins, ms(h.data["start_time"])), expires + 600 * 1000, "unit keys live as long")
+    eq(unit_expiry(ins, ts_ms(h.data["start_time"])), expires + 600 * 1000, "unit keys live as long")
     violation(act(h, "extend", h.student_token), "extend_once")
     # Between the old and the new expiry the hold is live: the slot stays taken and payment confirms it.
     SRV.freeze(expires + 1000)
@@ -226,22 +222,22 @@ def test_extend_adds_hold_seconds_once():
 def test_extend_never_past_the_start():
     SRV.thaw()
     ins = SRV.put_instructor(hold_seconds=600)
-    start = ms(slot(3, 10)[0])
+    start = ts_ms(slot(3, 10)[0])
     SRV.freeze(start - 15 * MINUTE)
     h = SRV.hold(ins, *slot(3, 10))
-    eq(ms(h.data["hold_expires_at"]), start - 5 * MINUTE, "first hold")
+    eq(ts_ms(h.data["hold_expires_at"]), start - 5 * MINUTE, "first hold")
     data = expect_ok(act(h, "extend", h.student_token), 200)
-    eq(ms(data["hold_expires_at"]), start, "capped at the start")
+    eq(ts_ms(data["hold_expires_at"]), start, "capped at the start")
 
 
 def test_extend_never_beyond_twice_the_first_hold():
     SRV.thaw()
     ins = SRV.put_instructor(hold_seconds=300)
     h = SRV.hold(ins, *slot(3, 10))
-    created = ms(h.data["created_at"])
+    created = ts_ms(h.data["created_at"])
     SRV.put_instructor(ins, hold_seconds=3600)
     data = expect_ok(act(h, "extend", h.student_token), 200)
-    eq(ms(data["hold_expires_at"]), created + 600 * 1000, "capped at twice the first hold")
+    eq(ts_ms(data["hold_expires_at"]), created + 600 * 1000, "capped at twice the first hold")
 
 
 def test_extend_is_the_students_and_only_for_live_holds():
@@ -250,7 +246,7 @@ def test_extend_is_the_students_and_only_for_live_holds():
     h = SRV.hold(ins, *slot(3, 10))
     expect_error(act(h, "extend", h.instructor_token), 403, "forbidden")
     expect_error(act(h, "extend", SRV.token(uid("stu"), "student")), 404, "not_found")
-    SRV.freeze(ms(h.data["hold_expires_at"]))
+    SRV.freeze(ts_ms(h.data["hold_expires_at"]))
     details = expect_error(act(h, "extend", h.student_token), 409, "invalid_transition")
     eq(details.get("status"), "expired", "details.status")
     SRV.thaw()
@@ -267,7 +263,7 @@ def test_policy_numbers_are_configurable():
         a.confirm()
         b = srv.hold(ins, *slot(3, 12))
         b.confirm()
-        start_a, start_b = ms(a.data["start_time"]), ms(b.data["start_time"])
+        start_a, start_b = ts_ms(a.data["start_time"]), ts_ms(b.data["start_time"])
         srv.freeze(start_a - 2 * HOUR)
         eq(expect_ok(srv.action(a.uuid, "cancel", a.student_token), 200)["refund_eligible"], True, "2 h edge")
         srv.freeze(start_b + 5 * MINUTE - 1000)

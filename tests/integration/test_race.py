@@ -1,11 +1,10 @@
 """Many clients race for a few slots: exactly one winner per slot."""
 
-import http.client
 import json
 import threading
-import time
 
-from harness import OVERLAP_AUDIT, Server, check, eq, expect_error, expect_ok, fail, psql, shared, slot, timeout, uid
+from harness import (OVERLAP_AUDIT, Server, check, eq, expect_error, expect_ok, fail, post_at_once, psql, shared, slot,
+                     timeout, uid)
 
 CLIENTS_PER_SLOT = 40
 SLOTS = 5
@@ -20,39 +19,8 @@ def _race(srv):
         body = json.dumps(srv.booking_body(ins, *slots[i % SLOTS], student=student)).encode()
         # Python-minted: 200 `slotlockd token` runs would dominate the test.
         jobs.append((i % SLOTS, body, srv.py_token(student, "student")))
-    barrier = threading.Barrier(len(jobs), timeout=60)
-    results = [None] * len(jobs)
-
-    def client(n):
-        slot_no, body, token = jobs[n]
-        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
-        try:
-            try:
-                conn.connect()
-            except Exception:
-                barrier.abort()  # release the others at once; the test fails below
-                raise
-            barrier.wait()
-            conn.request("POST", "/api/v1/bookings", body=body,
-                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-            r = conn.getresponse()
-            results[n] = (slot_no, r.status, r.read())
-        except Exception as e:  # reported below as a failed client
-            results[n] = (slot_no, None, repr(e).encode())
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(len(jobs))]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 90
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    check(all(r is not None for r in results), "some race clients did not finish within 90 s")
-
-    errors = [r for r in results if r[1] is None]
-    if errors:
-        fail(f"{len(errors)} clients failed at the socket level, e.g. {errors[0][2][:200]!r}")
+    replies = post_at_once(srv.port, [("/api/v1/bookings", body, token, None) for _, body, token in jobs])
+    results = [(slot_no, status, body) for (slot_no, _, _), (status, body, _) in zip(jobs, replies)]
     by_status = {}
     for _, status, _ in results:
         by_status[status] = by_status.get(status, 0) + 1

@@ -1,27 +1,15 @@
 """Hot-slot refusals answered from memory (src/refusal_cache.c): a hold for
 units a worker was just told are taken gets the same 409 without Redis, and
 the moment anything frees those units the next hold is decided by Redis
-again."""
+again. Holds asked while the same one is in flight wait for its answer
+(src/handlers/hold_flights.c)."""
 
-import http.client
 import json
 import math
-import subprocess
-import threading
 import time
 
-from harness import (OVERLAP_AUDIT, RedisProc, Server, check, eq, expect_error, expect_ok, fail, parse_ts, psql,
-                     slot, timeout, uid, utcnow, wait_until)
-
-
-def evalsha_calls(redis_proc):
-    out = subprocess.run(["redis-cli", "-p", str(redis_proc.port), "INFO", "commandstats"], capture_output=True,
-                         text=True, timeout=10).stdout
-    check("# Commandstats" in out, f"INFO commandstats: {out[:200]!r}")
-    for line in out.splitlines():
-        if line.startswith("cmdstat_evalsha:"):
-            return int(line.split("calls=")[1].split(",")[0])
-    return 0
+from harness import (OVERLAP_AUDIT, RedisProc, Server, check, eq, expect_error, expect_ok, fail, in_thread, joined,
+                     parse_ts, post_at_once, psql, slot, timeout, uid, utcnow, wait_until)
 
 
 def taken_details(resp):
@@ -29,35 +17,51 @@ def taken_details(resp):
     return details.get("start_time"), details.get("end_time")
 
 
+def asked_while_redis_stopped(redis_proc, *requests):
+    """Resets Redis' statistics and stops it, starts each request 0.3 s after the one before (so that each is under
+    way before the next), lets Redis go on, and returns their replies in order."""
+    redis_proc.command("CONFIG", "RESETSTAT")
+    redis_proc.pause()
+    started = []
+    try:
+        for request in requests:
+            started.append(in_thread(request))
+            time.sleep(0.3)
+    finally:
+        redis_proc.resume()
+    return [joined(t, out, "a request made while Redis was stopped") for t, out in started]
+
+
+def hold_scripts(redis_proc):
+    """PTTL runs only inside lua/hold.lua, once per unit (4 here): it counts the units hold scripts looked at."""
+    return redis_proc.calls("PTTL")
+
+
 @timeout(90)
 def test_stampede_on_a_taken_slot_stays_off_redis():
-    redis_proc = RedisProc().start()
-    try:
-        with Server(redis_url=redis_proc.url, name="refusals") as srv:
-            ins = srv.put_instructor()
-            start, end = slot(7, 10)
-            srv.hold(ins, start, end)
-            with srv.client() as c:
-                first = taken_details(srv.try_hold(ins, start, end, client=c))
-                eq(first, (start, end), "taken range of the first refusal")
-                check(evalsha_calls(redis_proc) > 0, "holds counted as EVALSHA calls")
-                redis_proc.command("CONFIG", "RESETSTAT")
-                t0 = time.monotonic()
-                for _ in range(100):
-                    eq(taken_details(srv.try_hold(ins, start, end, client=c)), first, "taken range repeated")
-                elapsed = time.monotonic() - t0
-                calls = evalsha_calls(redis_proc)
-                # Without the refusals kept, each attempt costs a rate-limit call and a hold script (200 calls);
-                # with them, Redis is asked again (2 calls) once the kept refusal is a second old.
-                allowed = 2 * (math.ceil(elapsed) + 1)
-                check(calls <= allowed, f"{calls} EVALSHA calls for 100 refused attempts in {elapsed:.1f} s")
+    with RedisProc() as redis_proc, Server(redis_url=redis_proc.url, name="refusals") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 10)
+        srv.hold(ins, start, end)
+        with srv.client() as c:
+            first = taken_details(srv.try_hold(ins, start, end, client=c))
+            eq(first, (start, end), "taken range of the first refusal")
+            check(redis_proc.calls("EVALSHA") > 0, "holds counted as EVALSHA calls")
+            redis_proc.command("CONFIG", "RESETSTAT")
+            t0 = time.monotonic()
+            for _ in range(100):
+                eq(taken_details(srv.try_hold(ins, start, end, client=c)), first, "taken range repeated")
+            elapsed = time.monotonic() - t0
+            calls = redis_proc.calls("EVALSHA")
+            # Without the refusals kept, each attempt costs a rate-limit call and a hold script (200 calls);
+            # with them, Redis is asked again (2 calls) once the kept refusal is a second old.
+            allowed = 2 * (math.ceil(elapsed) + 1)
+            check(calls <= allowed, f"{calls} EVALSHA calls for 100 refused attempts in {elapsed:.1f} s")
 
-                # A different question (an overlapping longer booking) is still asked of Redis.
-                longer = slot(7, 10, minutes=120)
-                eq(taken_details(srv.try_hold(ins, *longer, client=c)), (start, end), "overlapping range")
-                check(evalsha_calls(redis_proc) > calls, "an overlapping request reached Redis")
-    finally:
-        redis_proc.stop()
+            # A different question (an overlapping longer booking) is still asked of Redis.
+            longer = slot(7, 10, minutes=120)
+            eq(taken_details(srv.try_hold(ins, *longer, client=c)), (start, end), "overlapping range")
+            check(redis_proc.calls("EVALSHA") > calls, "an overlapping request reached Redis")
 
 
 @timeout(60)
@@ -195,42 +199,17 @@ def test_stampede_after_a_release_has_one_winner():
             expect_error(srv.try_hold(ins, start, end), 409, "slot_unavailable")
         expect_ok(srv.action(h.uuid, "cancel", h.student_token), 200)
 
-        n = 40
-        jobs = []
-        for _ in range(n):
+        requests = []
+        for _ in range(40):
             student = uid("racer")
-            jobs.append((json.dumps(srv.booking_body(ins, start, end, student=student)).encode(),
-                         srv.py_token(student, "student")))
-        barrier = threading.Barrier(n, timeout=60)
-        results = [None] * n
-
-        def client(i):
-            body, token = jobs[i]
-            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
-            try:
-                conn.connect()
-                barrier.wait()
-                conn.request("POST", "/api/v1/bookings", body=body,
-                             headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-                r = conn.getresponse()
-                results[i] = (r.status, r.read())
-            except Exception as e:  # reported below
-                barrier.abort()
-                results[i] = (None, repr(e).encode())
-            finally:
-                conn.close()
-
-        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(90)
-        check(all(r is not None for r in results), "some clients did not finish")
-        statuses = sorted(r[0] or 0 for r in results)
+            requests.append(("/api/v1/bookings", json.dumps(srv.booking_body(ins, start, end, student=student)).encode(),
+                             srv.py_token(student, "student"), None))
+        results = post_at_once(srv.port, requests)
+        statuses = sorted(r[0] for r in results)
         bad = [r for r in results if r[0] not in (201, 409)]
         if bad:
             fail(f"unexpected replies {statuses}; e.g. {bad[0][1][:300]!r}")
-        winners = [json.loads(b)["data"]["uuid"] for s, b in results if s == 201]
+        winners = [json.loads(b)["data"]["uuid"] for s, b, _ in results if s == 201]
         eq(len(winners), 1, f"winners among {statuses}")
         eq(expect_ok(srv.callback(winners[0], "succeeded"), 200).get("status"), "confirmed", "winner confirms")
         eq(psql(f"SELECT count(*) FROM bookings WHERE instructor_id = '{ins}' AND status = 'confirmed'"), "1",
@@ -238,137 +217,66 @@ def test_stampede_after_a_release_has_one_winner():
         eq(psql(OVERLAP_AUDIT), "0", "overlap audit")
 
 
-def pttl_calls(redis_proc):
-    """PTTL runs only inside lua/hold.lua, once per unit: it counts the hold scripts that ran."""
-    out = subprocess.run(["redis-cli", "-p", str(redis_proc.port), "INFO", "commandstats"], capture_output=True,
-                         text=True, timeout=10).stdout
-    check("# Commandstats" in out, f"INFO commandstats: {out[:200]!r}")
-    for line in out.splitlines():
-        if line.startswith("cmdstat_pttl:"):
-            return int(line.split("calls=")[1].split(",")[0])
-    return 0
-
-
-def in_thread(fn):
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except Exception as e:  # reported by the caller
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, box
-
-
-def outcome(t, box):
-    t.join(30)
-    check(not t.is_alive(), "request did not finish")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 @timeout(90)
 def test_same_question_in_flight_waits_for_its_answer():
     # The first wave: B asks while A's hold is still on its way (Redis stopped for a moment), and is told the
     # slot is taken when A gets it, without a hold script of its own.
-    redis_proc = RedisProc().start()
-    try:
-        with Server(redis_url=redis_proc.url, env={"REDIS_TIMEOUT_MS": "5000"}, name="flights") as srv:
-            ins = srv.put_instructor()
-            start, end = slot(7, 15)
-            srv.token(uid("warm"), "student")
-            ca, cb = srv.client(), srv.client()
-            redis_proc.command("CONFIG", "RESETSTAT")
-            redis_proc.pause()
-            try:
-                ta, a = in_thread(lambda: srv.try_hold(ins, start, end, client=ca))
-                time.sleep(0.3)
-                tb, b = in_thread(lambda: srv.try_hold(ins, start, end, client=cb))
-                time.sleep(0.3)
-            finally:
-                redis_proc.resume()
-            expect_ok(outcome(ta, a), 201)
-            eq(taken_details(outcome(tb, b)), (start, end), "the waiter's taken range")
-            eq(pttl_calls(redis_proc), 4, "hold scripts run (4 units each): only the first asker's")
-            ca.close()
-            cb.close()
-    finally:
-        redis_proc.stop()
+    env = {"REDIS_TIMEOUT_MS": "5000"}
+    with RedisProc() as redis_proc, Server(redis_url=redis_proc.url, env=env, name="flights") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 15)
+        srv.token(uid("warm"), "student")
+        with srv.client() as ca, srv.client() as cb:
+            a, b = asked_while_redis_stopped(redis_proc, lambda: srv.try_hold(ins, start, end, client=ca),
+                                             lambda: srv.try_hold(ins, start, end, client=cb))
+        expect_ok(a, 201)
+        eq(taken_details(b), (start, end), "the waiter's taken range")
+        eq(hold_scripts(redis_proc), 4, "hold scripts run (4 units each): only the first asker's")
 
 
 @timeout(90)
 def test_waiter_goes_its_own_way_when_the_first_asker_is_refused_otherwise():
     # A is over its cap (429): that says nothing about the slot, so B asks Redis itself and gets it.
-    redis_proc = RedisProc().start()
-    try:
-        env = {"REDIS_TIMEOUT_MS": "5000", "MAX_HOLDS_PER_STUDENT": "1"}
-        with Server(redis_url=redis_proc.url, env=env, name="flights-resume") as srv:
-            ins = srv.put_instructor()
-            capped = uid("stu")
-            srv.hold(ins, *slot(7, 8), student=capped)
-            start, end = slot(7, 16)
-            ca, cb = srv.client(), srv.client()
-            srv.token(capped, "student")
-            other = uid("stu")
-            srv.token(other, "student")
-            redis_proc.command("CONFIG", "RESETSTAT")
-            redis_proc.pause()
-            try:
-                ta, a = in_thread(lambda: srv.try_hold(ins, start, end, student=capped, client=ca))
-                time.sleep(0.3)
-                tb, b = in_thread(lambda: srv.try_hold(ins, start, end, student=other, client=cb))
-                time.sleep(0.3)
-            finally:
-                redis_proc.resume()
-            expect_error(outcome(ta, a), 429, "rate_limited")
-            data = expect_ok(outcome(tb, b), 201)
-            eq(srv.booking(data["uuid"])["status"], "payment_required", "the waiter's own hold")
-            eq(pttl_calls(redis_proc), 8, "hold scripts run: the first asker's (undone) and the waiter's")
-            ca.close()
-            cb.close()
-    finally:
-        redis_proc.stop()
+    env = {"REDIS_TIMEOUT_MS": "5000", "MAX_HOLDS_PER_STUDENT": "1"}
+    with RedisProc() as redis_proc, Server(redis_url=redis_proc.url, env=env, name="flights-resume") as srv:
+        ins = srv.put_instructor()
+        capped, other = uid("stu"), uid("stu")
+        srv.hold(ins, *slot(7, 8), student=capped)
+        start, end = slot(7, 16)
+        srv.token(capped, "student")
+        srv.token(other, "student")
+        with srv.client() as ca, srv.client() as cb:
+            a, b = asked_while_redis_stopped(redis_proc,
+                                             lambda: srv.try_hold(ins, start, end, student=capped, client=ca),
+                                             lambda: srv.try_hold(ins, start, end, student=other, client=cb))
+        expect_error(a, 429, "rate_limited")
+        data = expect_ok(b, 201)
+        eq(srv.booking(data["uuid"])["status"], "payment_required", "the waiter's own hold")
+        eq(hold_scripts(redis_proc), 8, "hold scripts run: the first asker's (undone) and the waiter's")
 
 
 @timeout(90)
 def test_waiters_ask_redis_when_something_was_freed_meanwhile():
     # A block of the same instructor removed while the first asker is in flight may have freed what it is
     # told about: the waiter asks Redis itself (its own hold script) instead of taking the first asker's answer.
-    redis_proc = RedisProc().start()
-    try:
-        # No rate limit: the unblock must reach its script while Redis is stopped, not wait in the limiter.
-        env = {"REDIS_TIMEOUT_MS": "5000", "RATE_LIMIT_PER_SECOND": "0"}
-        with Server(redis_url=redis_proc.url, env=env, name="flights-freed") as srv:
-            ins = srv.put_instructor()
-            start, end = slot(7, 17)
-            ca, cb, cc = srv.client(), srv.client(), srv.client()
+    # No rate limit: the unblock must reach its script while Redis is stopped, not wait in the limiter.
+    env = {"REDIS_TIMEOUT_MS": "5000", "RATE_LIMIT_PER_SECOND": "0"}
+    with RedisProc() as redis_proc, Server(redis_url=redis_proc.url, env=env, name="flights-freed") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 17)
+        with srv.client() as ca, srv.client() as cb, srv.client() as cc:
             r = cc.post(f"/api/v1/instructors/{ins}/availability/block",
                         {"blocks": [{"start_time": slot(7, 8)[0], "end_time": slot(7, 8)[1], "reason": "x"}]},
                         token=srv.admin())
             block = expect_ok(r, 201)["blocks"][0]["uuid"]
             srv.token(uid("warm"), "student")
-            redis_proc.command("CONFIG", "RESETSTAT")
-            redis_proc.pause()
-            try:
-                ta, a = in_thread(lambda: srv.try_hold(ins, start, end, client=ca))
-                time.sleep(0.3)
-                # Postgres forgets the block at once; freeing its units waits for Redis, but is under way.
-                tc, c = in_thread(lambda: cc.request("DELETE", f"/api/v1/instructors/{ins}/availability/block/{block}",
-                                                     token=srv.admin()))
-                time.sleep(0.3)
-                tb, b = in_thread(lambda: srv.try_hold(ins, start, end, client=cb))
-                time.sleep(0.3)
-            finally:
-                redis_proc.resume()
-            expect_ok(outcome(ta, a), 201)
-            expect_ok(outcome(tc, c), 200)
-            eq(taken_details(outcome(tb, b)), (start, end), "the waiter's taken range")
-            eq(pttl_calls(redis_proc), 8, "hold scripts run: the first asker's and the waiter's own")
-            for conn in (ca, cb, cc):
-                conn.close()
-    finally:
-        redis_proc.stop()
+            # Postgres forgets the block at once; freeing its units waits for Redis, but is under way.
+            a, c, b = asked_while_redis_stopped(
+                redis_proc, lambda: srv.try_hold(ins, start, end, client=ca),
+                lambda: cc.request("DELETE", f"/api/v1/instructors/{ins}/availability/block/{block}",
+                                   token=srv.admin()),
+                lambda: srv.try_hold(ins, start, end, client=cb))
+        expect_ok(a, 201)
+        expect_ok(c, 200)
+        eq(taken_details(b), (start, end), "the waiter's taken range")
+        eq(hold_scripts(redis_proc), 8, "hold scripts run: the first asker's and the waiter's own")

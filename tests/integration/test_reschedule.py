@@ -10,8 +10,8 @@ import subprocess
 import threading
 import time
 
-from harness import OVERLAP_AUDIT, ClockServer, check, eq, expect_error, expect_ok, fail, parse_ts, pg_booking, psql, \
-    slot, timeout, uid, wait_until
+from harness import OVERLAP_AUDIT, ClockServer, check, eq, expect_error, expect_ok, fail, pg_booking, psql, slot, \
+    timeout, ts_ms, uid, wait_until
 
 HOUR = 3600 * 1000
 DAY = 24 * HOUR
@@ -30,10 +30,6 @@ def teardown_module():
         SRV.stop_checked()
 
 
-def ms(ts):
-    return int(parse_ts(ts).timestamp() * 1000)
-
-
 def redis_get(key):
     p = subprocess.run(["redis-cli", "-u", os.environ["REDIS_URL"], "--raw", "GET", key], capture_output=True,
                        text=True, timeout=10)
@@ -42,7 +38,7 @@ def redis_get(key):
 
 
 def unit(instructor, start_ts, offset_min=0):
-    return redis_get(f"slk:{{{instructor}}}:u:{ms(start_ts) // 60000 + offset_min}")
+    return redis_get(f"slk:{{{instructor}}}:u:{ts_ms(start_ts) // 60000 + offset_min}")
 
 
 def booked(days=3, hour=10, **settings):
@@ -61,8 +57,8 @@ def move(h, new_start, token=None, **extra):
 
 def assert_owns(h, start, end):
     row = pg_booking(h.uuid)
-    eq(int(dt.datetime.fromisoformat(row["start_at"]).timestamp() * 1000), ms(start), "PG start_at")
-    eq(int(dt.datetime.fromisoformat(row["end_at"]).timestamp() * 1000), ms(end), "PG end_at")
+    eq(int(dt.datetime.fromisoformat(row["start_at"]).timestamp() * 1000), ts_ms(start), "PG start_at")
+    eq(int(dt.datetime.fromisoformat(row["end_at"]).timestamp() * 1000), ts_ms(end), "PG end_at")
     eq(row["status"], "confirmed", "PG status")
     got = h.get()
     eq(got["start_time"], start, "start_time")
@@ -102,7 +98,7 @@ def test_reschedule_with_a_buffer_moves_the_buffer_too():
 
 def test_notice_edge_exactly_twelve_hours_before():
     h = booked()
-    start = ms(h.data["start_time"])
+    start = ts_ms(h.data["start_time"])
     SRV.freeze(start - 12 * HOUR)
     expect_ok(move(h, slot(4, 10)[0]), 200)
     SRV.freeze(0)
@@ -110,11 +106,11 @@ def test_notice_edge_exactly_twelve_hours_before():
 
 def test_notice_edge_one_second_inside_twelve_hours():
     h = booked()
-    start = ms(h.data["start_time"])
+    start = ts_ms(h.data["start_time"])
     SRV.freeze(start - 12 * HOUR + 1000)
     details = expect_error(move(h, slot(4, 10)[0]), 400, "policy_violation")
     eq(details.get("rule"), "reschedule_notice", "rule")
-    eq(ms(details["not_after"]), start - 12 * HOUR, "not_after")
+    eq(ts_ms(details["not_after"]), start - 12 * HOUR, "not_after")
     SRV.freeze(0)
     assert_owns(h, *slot(3, 10))
 
@@ -122,10 +118,10 @@ def test_notice_edge_one_second_inside_twelve_hours():
 def test_horizon_edge_thirty_days():
     h = booked(days=5)
     target = slot(33, 10)
-    SRV.freeze(ms(target[0]) - 30 * DAY - 1000)
+    SRV.freeze(ts_ms(target[0]) - 30 * DAY - 1000)
     details = expect_error(move(h, target[0]), 400, "policy_violation")
     eq(details.get("rule"), "reschedule_horizon", "rule")
-    SRV.freeze(ms(target[0]) - 30 * DAY)
+    SRV.freeze(ts_ms(target[0]) - 30 * DAY)
     expect_ok(move(h, target[0]), 200)
     SRV.freeze(0)
     assert_owns(h, *target)
