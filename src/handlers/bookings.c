@@ -649,23 +649,20 @@ bool slk_booking_create_refused_early(struct slk_request *req)
     const struct slk_instructor_entry *e =
         bad == NULL ? slk_instructor_cache_get(w->instructors, op.b.instructor) : NULL;
     struct slk_refusal refusal;
-    bool refused = false;
+    bool refused = false, parked = false;
     if (e != NULL && same_question_shape(&op, e, slk_clock_now_ms())) {
         struct slk_refusal_key k;
         slk_booking_cover(&op.b, &e->ins);
         refusal_key(&k, &op.b, e->ins.version);
         refused = slk_refusal_cache_get(w->refusals, &k, (int64_t)uv_now(&w->loop), &refusal);
-        if (!refused && slk_hold_flights_wait(w->flights, &k, req)) {
-            slk_booking_clear(&op.b);
-            return true;
-        }
-        if (!refused)
+        parked = !refused && slk_hold_flights_wait(w->flights, &k, req);
+        if (!refused && !parked)
             slk_hold_flights_take_off(w->flights, &k, req);
     }
     slk_booking_clear(&op.b);
-    if (!refused)
-        return false;
-    slk_metrics_hold(SLK_HOLD_TAKEN);
-    slk_reply_rendered(req, 409, refusal.body, refusal.len);
-    return true;
+    if (refused) {
+        slk_metrics_hold(SLK_HOLD_TAKEN);
+        slk_reply_rendered(req, 409, refusal.body, refusal.len);
+    }
+    return refused || parked;
 }
