@@ -11,9 +11,6 @@ struct bench_signer {
     char *secret;         /* for callback signatures (slk_signature_make), which are few */
 };
 
-/* base64url of {"alg":"HS256","typ":"JWT"}: constant, so precomputed. */
-static const char JWT_HEADER[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
-
 struct bench_signer *bench_signer_new(const char *secret)
 {
     struct bench_signer *s = calloc(1, sizeof(*s));
@@ -44,11 +41,11 @@ int bench_jwt_mint(struct bench_signer *s, const char *sub, const char *role, in
         snprintf(payload, sizeof(payload), "{\"sub\":\"%s\",\"role\":\"%s\",\"exp\":%lld}", sub, role, (long long)exp);
     if (plen < 0 || (size_t)plen >= sizeof(payload))
         return -1;
-    size_t hlen = sizeof(JWT_HEADER) - 1;
+    size_t hlen = sizeof(SLK_JWT_HS256_HEADER) - 1;
     size_t need = hlen + 1 + ((size_t)plen * 4 + 2) / 3 + 1 + 43 + 1;
     if (need > cap)
         return -1;
-    memcpy(out, JWT_HEADER, hlen);
+    memcpy(out, SLK_JWT_HS256_HEADER, hlen);
     size_t o = hlen;
     out[o++] = '.';
     o += slk_b64url_encode((const unsigned char *)payload, (size_t)plen, out + o);

@@ -137,9 +137,8 @@ static json_t *segment_json(const char *seg, size_t len)
 
 static bool header_ok(const char *seg, size_t len)
 {
-    /* The header nearly every issuer writes, {"alg":"HS256","typ":"JWT"}, byte for byte: no need to decode it. */
-    static const char common[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
-    if (len == sizeof(common) - 1 && memcmp(seg, common, len) == 0)
+    /* The common header byte for byte: no need to decode it. */
+    if (len == sizeof(SLK_JWT_HS256_HEADER) - 1 && memcmp(seg, SLK_JWT_HS256_HEADER, len) == 0)
         return true;
     json_t *hdr = segment_json(seg, len);
     if (hdr == NULL)
@@ -253,7 +252,6 @@ static int append_segment(char *buf, size_t cap, size_t *n, const char *json, si
 
 char *slk_jwt_sign(const char *sub, enum slk_role role, int64_t exp, const unsigned char *secret, size_t secret_len)
 {
-    static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     unsigned char mac[JWT_MAC_LEN];
     json_t *claims = NULL;
     char *payload = NULL;
@@ -274,8 +272,8 @@ char *slk_jwt_sign(const char *sub, enum slk_role role, int64_t exp, const unsig
     token = malloc(JWT_MAX_LEN + 1);
     if (token == NULL)
         goto fail;
-    if (append_segment(token, JWT_MAX_LEN + 1, &n, header, sizeof(header) - 1) != 0)
-        goto fail;
+    memcpy(token, SLK_JWT_HS256_HEADER, sizeof(SLK_JWT_HS256_HEADER) - 1);
+    n = sizeof(SLK_JWT_HS256_HEADER) - 1;
     token[n++] = '.';
     if (append_segment(token, JWT_MAX_LEN + 1, &n, payload, strlen(payload)) != 0)
         goto fail;

@@ -10,7 +10,6 @@
  * time out. The dispatcher (outbox_dispatch.c) then delivers the rows.
  */
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -50,6 +50,9 @@ int slk_jwt_verify(const char *token, size_t len, const unsigned char *secret, s
 int slk_jwt_verify_keyed(struct slk_hmac *key, const char *token, size_t len, int64_t now,
                          struct slk_identity *out) SLK_MUST_CHECK;
 
+/* base64url of {"alg":"HS256","typ":"JWT"}: the header slotlock writes, and nearly every issuer. */
+#define SLK_JWT_HS256_HEADER "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+
 /* Mints an HS256 token; returns malloc'd string or NULL. */
 /* base64url without padding (RFC 7515 section 2); out needs (len * 4 + 2) / 3 + 1 bytes and is NUL-terminated.
  * Returns the length written. */
