@@ -2,10 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include "slk/auth.h"
 
@@ -128,35 +125,18 @@ static int parse_header(struct sig_header *h, const char *s, size_t len)
     return 0;
 }
 
-/* HMAC-SHA256(secret, "<t>.<body>"), with t exactly as the sender wrote it. */
+/* HMAC-SHA256(secret, "<t>.<body>"), with t exactly as the sender wrote it (at most SIG_MAX_T_DIGITS digits). */
 static int compute_mac(const unsigned char *secret, size_t secret_len, const char *t, size_t t_len, const char *body,
                        size_t body_len, unsigned char mac[SIG_MAC_LEN])
 {
-    int rc = SLK_EAUTH;
-    EVP_MAC *alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = NULL;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end(),
-    };
-    size_t out_len = 0;
-
-    if (alg == NULL)
-        goto fail;
-    ctx = EVP_MAC_CTX_new(alg);
-    if (ctx == NULL || EVP_MAC_init(ctx, secret, secret_len, params) != 1)
-        goto fail;
-    if (EVP_MAC_update(ctx, (const unsigned char *)t, t_len) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)".", 1) != 1 ||
-        (body_len > 0 && EVP_MAC_update(ctx, (const unsigned char *)body, body_len) != 1))
-        goto fail;
-    if (EVP_MAC_final(ctx, mac, &out_len, SIG_MAC_LEN) != 1 || out_len != SIG_MAC_LEN)
-        goto fail;
-    rc = 0;
-fail:
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(alg);
+    char prefix[SIG_MAX_T_DIGITS + 2];
+    if (t_len > SIG_MAX_T_DIGITS)
+        return SLK_EAUTH;
+    memcpy(prefix, t, t_len);
+    prefix[t_len] = '.';
+    struct slk_hmac *key = slk_hmac_new(secret, secret_len);
+    int rc = key != NULL ? slk_hmac_sha256(key, prefix, t_len + 1, body, body_len, mac) : SLK_EAUTH;
+    slk_hmac_free(key);
     return rc;
 }
 
