@@ -1,6 +1,7 @@
 #include "audit.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,10 +69,15 @@ int64_t bench_audit_count_missing(const char (*confirmed)[BENCH_UUID_LEN + 1], s
     return missing;
 }
 
-int bench_audit_unit_leaked(const char *value, size_t len, const char *uuid)
+int bench_audit_unit_leaked(const char *value, size_t len, const char *uuid, int64_t fence)
 {
-    return value != NULL && len == 2 + BENCH_UUID_LEN && value[0] == 'H' && value[1] == ':' &&
-           strncasecmp(value + 2, uuid, BENCH_UUID_LEN) == 0;
+    if (value == NULL)
+        return 0;
+    if (len == 2 + BENCH_UUID_LEN && value[0] == 'H' && value[1] == ':')
+        return strncasecmp(value + 2, uuid, BENCH_UUID_LEN) == 0;
+    char token[24];
+    int n = snprintf(token, sizeof(token), "%" PRId64, fence);
+    return fence > 0 && (size_t)n == len && memcmp(value, token, len) == 0;
 }
 
 static void fail_once(struct bench_audit *a, const char *why)

@@ -35,8 +35,12 @@ int64_t bench_audit_count_overlaps(struct bench_interval *rows, size_t n);
 int64_t bench_audit_count_missing(const char (*confirmed)[BENCH_UUID_LEN + 1], size_t n,
                                   char (*found)[BENCH_UUID_LEN + 1], size_t m);
 
-/* True when a unit key's value still names the hold ("H:<uuid>"): the hold leaked past its expiry. */
-int bench_audit_unit_leaked(const char *value, size_t len, const char *uuid);
+/*
+ * True when a unit key's value still names the hold (its fencing token, or
+ * "H:<uuid>" as servers before the token wrote it): the hold leaked past its
+ * expiry.
+ */
+int bench_audit_unit_leaked(const char *value, size_t len, const char *uuid, int64_t fence);
 
 /*
  * Sets a->passed and a->failure from the counters: any double booking,
@@ -57,6 +61,7 @@ int bench_audit_pg(const char *conninfo, const char *prefix, const char (*confir
 struct bench_unit_hold {
     char instructor[65];
     char uuid[BENCH_UUID_LEN + 1];
+    int64_t fence;        /* its fence_token */
     int64_t first_minute; /* epoch minute of its first unit */
     int units;            /* unit count (granularity 15 → one key per 15 minutes) */
     int unit_minutes;
@@ -64,7 +69,7 @@ struct bench_unit_hold {
 
 /*
  * From Redis: how many of holds[] still have a unit key
- * slk:{instructor}:u:<minute> holding "H:<uuid>". Pipelined. Adds to
+ * slk:{instructor}:u:<minute> naming them. Pipelined. Adds to
  * a->leaked_holds and a->expire_checked. Returns 0 or -1.
  */
 int bench_audit_redis_leaks(const char *redis_url, const struct bench_unit_hold *holds, size_t n,

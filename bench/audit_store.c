@@ -149,7 +149,8 @@ static int check_batch(redisContext *r, const struct bench_unit_hold *holds, siz
                 return -1;
             }
             redisReply *rep = v;
-            if (rep->type == REDIS_REPLY_STRING && bench_audit_unit_leaked(rep->str, rep->len, holds[i].uuid))
+            if (rep->type == REDIS_REPLY_STRING &&
+                bench_audit_unit_leaked(rep->str, rep->len, holds[i].uuid, holds[i].fence))
                 hit = true;
             freeReplyObject(rep);
         }

@@ -25,6 +25,7 @@ enum fate { F_KEEP = 0, F_PAY, F_CANCEL, F_EXPIRE };
 
 struct hold {
     char uuid[BENCH_UUID_LEN + 1];
+    int64_t fence;
     uint32_t ins;
     uint8_t fate;
     uint64_t student; /* the student's number: sub "<prefix>s<n>" */
@@ -134,6 +135,20 @@ static int reply_uuid(const char *body, size_t len, char out[BENCH_UUID_LEN + 1]
     return 0;
 }
 
+/* The fence_token of a 201 reply, or -1. */
+static int64_t reply_fence(const char *body, size_t len)
+{
+    static const char key[] = "\"fence_token\":";
+    const char *p = body != NULL ? memmem(body, len, key, sizeof(key) - 1) : NULL;
+    if (p == NULL)
+        return -1;
+    int64_t v = 0;
+    const char *end = body + len;
+    for (p += sizeof(key) - 1; p < end && *p >= '0' && *p <= '9'; p++)
+        v = v * 10 + (*p - '0');
+    return v > 0 ? v : -1;
+}
+
 /* Remembers a granted hold; returns its index or -1. */
 static long add_hold(struct ctx *x, const char *body, size_t len, uint32_t ins, uint64_t student, int64_t start,
                      int fate)
@@ -143,6 +158,7 @@ static long add_hold(struct ctx *x, const char *body, size_t len, uint32_t ins, 
     struct hold *h = &x->holds[x->n_holds];
     if (reply_uuid(body, len, h->uuid) != 0)
         return -1;
+    h->fence = reply_fence(body, len);
     h->ins = ins;
     h->student = student;
     h->start_min = start;
@@ -531,6 +547,7 @@ static int audit_expired(struct ctx *x, struct bench_audit *a)
             continue;
         instructor_id(x, h->ins, units[j].instructor);
         memcpy(units[j].uuid, h->uuid, sizeof(units[j].uuid));
+        units[j].fence = h->fence;
         units[j].first_minute = h->start_min;
         units[j].units = x->o->slot_minutes / UNIT_MINUTES;
         units[j].unit_minutes = UNIT_MINUTES;

@@ -6,7 +6,9 @@
 --
 -- Returns {"OK", state, ttl, state, ttl, ...} per unit key in order: state 0
 -- free, 1 held (ttl = the hold's expiry, unix ms: exactly its hold_expires_at), 2 booked, 3 blocked
--- (ttl 0) | {"STALE", ver, cfg} | {"NOLOAD"}, as hold.lua.
+-- (ttl 0) | {"STALE", ver, cfg} | {"NOLOAD"}, as hold.lua. A held unit carries
+-- its hold's fencing token ('H:<uuid>' when an earlier version wrote it),
+-- a booked one 'B:' or 'M:', a blocked one 'X:'.
 local ver = redis.call('HGET', KEYS[1], 'ver')
 if not ver then
     return {'NOLOAD'}
@@ -21,7 +23,7 @@ for i = 2, #KEYS do
     if not v then
         out[#out + 1] = 0
         out[#out + 1] = 0
-    elseif string.sub(v, 1, 1) == 'H' then
+    elseif string.find(v, '^[%dH]') then
         out[#out + 1] = 1
         out[#out + 1] = redis.call('PEXPIRETIME', KEYS[i])
     elseif string.sub(v, 1, 1) == 'X' then

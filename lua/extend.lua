@@ -28,9 +28,10 @@ end
 if expires ~= ARGV[3] then
     return {'CHANGED'}
 end
-local mine = 'H:' .. ARGV[1]
+local fence, mine = redis.call('HGET', KEYS[1], 'fence'), 'H:' .. ARGV[1]
 for i = 2, #KEYS do
-    if redis.call('GET', KEYS[i]) ~= mine then
+    local v = redis.call('GET', KEYS[i])
+    if not v or (v ~= fence and v ~= mine) then
         return {'STATUS', 'expired'}
     end
 end

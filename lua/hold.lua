@@ -6,12 +6,17 @@
 -- KEYS[4]  slk:{i}:holds    the instructor's holds by start (for listings)
 -- KEYS[5..] slk:{i}:u:<minute>  one key per grid unit covered (buffer included)
 -- ARGV[1]  settings version the caller validated the request against
--- ARGV[2]  booking uuid
--- ARGV[3]  unit expiry, unix ms (PXAT): the hold's hold_expires_at
--- ARGV[4]  record expiry, unix ms (PXAT)
--- ARGV[5]  start, unix ms (the listing score)
--- ARGV[6]  listing member, '<instructor>/<uuid>'
--- ARGV[7..] field, value pairs stored in the booking record
+-- ARGV[2]  unit expiry, unix ms (PXAT): the hold's hold_expires_at
+-- ARGV[3]  record expiry, unix ms (PXAT)
+-- ARGV[4]  start, unix ms (the listing score)
+-- ARGV[5]  listing member, '<instructor>/<uuid>'
+-- ARGV[6..] field, value pairs stored in the booking record
+--
+-- Each unit holds the hold's fencing token, an integer unique per instructor
+-- (the scripts that check ownership compare it with the record's 'fence').
+-- Redis stores an integer value inside the key's object, or shares one below
+-- 10,000, where 'H:<uuid>' cost a 64-byte string per unit. Units written by
+-- earlier versions as 'H:<uuid>' are still read as held.
 --
 -- Returns {"OK", fence} | {"TAKEN", first_index, last_index, lapse_ms} (0-based
 -- unit indexes; lapse_ms: until the first taken unit expires by itself, -1
@@ -43,14 +48,13 @@ if first then
     return {'TAKEN', first, last, lapse}
 end
 
-local value = 'H:' .. ARGV[2]
-for i = 5, #KEYS do
-    redis.call('SET', KEYS[i], value, 'PXAT', ARGV[3])
-end
 local fence = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[3], 'fence', fence, unpack(ARGV, 7))
-redis.call('PEXPIREAT', KEYS[3], ARGV[4])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+for i = 5, #KEYS do
+    redis.call('SET', KEYS[i], fence, 'PXAT', ARGV[2])
+end
+redis.call('HSET', KEYS[3], 'fence', fence, unpack(ARGV, 6))
+redis.call('PEXPIREAT', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
 -- Live update for Server-Sent Events: "<type> <start ms> <end ms>" on slk:{i}:events.
 local range = redis.call('HMGET', KEYS[3], 'start', 'end')
 redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'events', 'held ' .. range[1] .. ' ' .. range[2])

@@ -23,20 +23,21 @@ if status ~= 'payment_required' and status ~= 'confirming' then
     return {'STATUS', status}
 end
 
+local fence = redis.call('HGET', KEYS[1], 'fence')
 local mine, booked = 'H:' .. ARGV[1], 'B:' .. ARGV[1]
 for i = 2, #KEYS do
     local v = redis.call('GET', KEYS[i])
     if v == booked then
         return {'BOOKED'}
     end
-    if v and v ~= mine then
+    if v and v ~= fence and v ~= mine then
         redis.call('HSET', KEYS[1], 'status', 'expired', 'updated', ARGV[3])
         return {'EXPIRED'}
     end
 end
 local pin_until = math.max(tonumber(ARGV[2]), tonumber(redis.call('HGET', KEYS[1], 'expires') or 0))
 for i = 2, #KEYS do
-    redis.call('SET', KEYS[i], mine, 'PXAT', pin_until)
+    redis.call('SET', KEYS[i], fence, 'PXAT', pin_until)
 end
 redis.call('HSET', KEYS[1], 'status', 'confirming')
 return {'PINNED'}

@@ -12,8 +12,10 @@
 -- ARGV[4]  now, unix ms
 -- ARGV[5..] field, value pairs to store in the record
 --
--- Only units that still carry this booking's own value are deleted, so a
--- unit that expired and was taken by another hold is never freed by mistake.
+-- Only units that still carry this booking's own value (its fencing token
+-- while held, 'B:<uuid>' once booked; 'H:<uuid>' from earlier versions) are
+-- deleted, so a unit that expired and was taken by another hold is never
+-- freed by mistake.
 -- Returns {"OK"} | {"STATUS", status} | {"NOTFOUND"}.
 local status = redis.call('HGET', KEYS[1], 'status')
 if ARGV[2] == 'hold' then
@@ -29,10 +31,11 @@ if ARGV[2] == 'hold' then
     end
 end
 
+local fence = redis.call('HGET', KEYS[1], 'fence')
 local held, booked = 'H:' .. ARGV[1], 'B:' .. ARGV[1]
 for i = 2, #KEYS do
     local v = redis.call('GET', KEYS[i])
-    if v == held or v == booked then
+    if v and (v == fence or v == booked or v == held) then
         redis.call('DEL', KEYS[i])
     end
 end

@@ -43,6 +43,48 @@ static char *dup_or_null(const char *s, size_t len)
     return strndup(s, len);
 }
 
+#define SESSION_PREFIX "sess_"
+#define SESSION_PREFIX_LEN (sizeof(SESSION_PREFIX) - 1)
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int slk_session_pack(const char *session, unsigned char out[SLK_SESSION_BYTES])
+{
+    if (strlen(session) != SESSION_PREFIX_LEN + 2 * SLK_SESSION_BYTES ||
+        memcmp(session, SESSION_PREFIX, SESSION_PREFIX_LEN) != 0)
+        return SLK_EINVAL;
+    const char *hex = session + SESSION_PREFIX_LEN;
+    for (size_t i = 0; i < SLK_SESSION_BYTES; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return SLK_EINVAL;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int session_unpack(char *dst, size_t cap, const char *v, size_t vlen)
+{
+    static const char digits[] = "0123456789abcdef";
+    if (vlen != SLK_SESSION_BYTES || cap < SESSION_PREFIX_LEN + 2 * SLK_SESSION_BYTES + 1)
+        return SLK_EPROTO;
+    memcpy(dst, SESSION_PREFIX, SESSION_PREFIX_LEN);
+    char *p = dst + SESSION_PREFIX_LEN;
+    for (size_t i = 0; i < vlen; i++) {
+        *p++ = digits[(unsigned char)v[i] >> 4];
+        *p++ = digits[(unsigned char)v[i] & 0x0f];
+    }
+    *p = '\0';
+    return 0;
+}
+
 static int set_hash_field(struct slk_booking *b, const char *k, const char *v, size_t vlen)
 {
     if (strcmp(k, "uuid") == 0)
@@ -57,7 +99,9 @@ static int set_hash_field(struct slk_booking *b, const char *k, const char *v, s
         return copy_fixed(b->instructor, sizeof(b->instructor), v, vlen);
     if (strcmp(k, "currency") == 0)
         return copy_fixed(b->currency, sizeof(b->currency), v, vlen);
-    if (strcmp(k, "session") == 0)
+    if (strcmp(k, "sid") == 0)
+        return session_unpack(b->session, sizeof(b->session), v, vlen);
+    if (strcmp(k, "session") == 0) /* earlier versions, or an id of another shape */
         return copy_fixed(b->session, sizeof(b->session), v, vlen);
     if (strcmp(k, "cancelled_by") == 0)
         return copy_fixed(b->cancelled_by, sizeof(b->cancelled_by), v, vlen);
@@ -98,11 +142,14 @@ static int set_hash_field(struct slk_booking *b, const char *k, const char *v, s
     return 0;
 }
 
-int slk_booking_from_hash(struct slk_booking *b, const redisReply *r)
+int slk_booking_from_hash(struct slk_booking *b, const redisReply *r, const char *instructor, const char *uuid)
 {
     slk_booking_init(b);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
         return SLK_ENOTFOUND;
+    if (copy_fixed(b->instructor, sizeof(b->instructor), instructor, strlen(instructor)) != 0 ||
+        copy_fixed(b->uuid, sizeof(b->uuid), uuid, strlen(uuid)) != 0)
+        return SLK_EPROTO;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)

@@ -598,7 +598,7 @@ static void on_due_record(void *data, redisReply *r, const char *err)
         check_done(c);
         return;
     }
-    int rc = slk_booking_from_hash(&c->b, r);
+    int rc = slk_booking_from_hash(&c->b, r, c->instructor, c->uuid);
     if (rc != 0 || c->b.in_pg) {
         due_update(c, NULL); /* gone (retention), damaged, or Postgres owns it and its trigger tells */
         return;

@@ -48,8 +48,13 @@ struct slk_booking {
 void slk_booking_init(struct slk_booking *b);
 void slk_booking_clear(struct slk_booking *b);
 
-/* From an HGETALL reply. SLK_ENOTFOUND for an empty reply, SLK_EPROTO for a damaged record. */
-int slk_booking_from_hash(struct slk_booking *b, const redisReply *r) SLK_MUST_CHECK;
+/*
+ * From an HGETALL reply of the record slk:{instructor}:b:<uuid>. Records keep
+ * the two out of their fields (earlier versions stored them too).
+ * SLK_ENOTFOUND for an empty reply, SLK_EPROTO for a damaged record.
+ */
+int slk_booking_from_hash(struct slk_booking *b, const redisReply *r, const char *instructor,
+                          const char *uuid) SLK_MUST_CHECK;
 /* From one row selected with SLK_BOOKING_PG_COLUMNS. */
 int slk_booking_from_pg(struct slk_booking *b, const PGresult *res, int row) SLK_MUST_CHECK;
 
@@ -61,6 +66,11 @@ int slk_booking_from_pg(struct slk_booking *b, const PGresult *res, int row) SLK
     "(price_amount * 100)::bigint, currency, purpose, payment_session_id, payment_reference, fence_token, "            \
     "(extract(epoch from units_start_at) / 60)::bigint, unit_minutes, unit_count, cancel_reason, cancelled_by, "       \
     "refund_eligible"
+
+/* Payment session ids are "sess_" and 32 lower-case hex digits: SLK_SESSION_BYTES random bytes (slk_random_token). */
+#define SLK_SESSION_BYTES 16
+/* The random bytes of such an id, as a hold record keeps them. SLK_EINVAL for any other shape. */
+int slk_session_pack(const char *session, unsigned char out[SLK_SESSION_BYTES]) SLK_MUST_CHECK;
 
 /* The status the API shows: an unpaid hold past its expiry is "expired". */
 const char *slk_booking_status(const struct slk_booking *b, int64_t now_ms);

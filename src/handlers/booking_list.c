@@ -254,7 +254,8 @@ static void drop_entry(struct list_op *op, const char *member)
 
 struct record_read {
     struct list_op *op;
-    char member[2 * SLK_MAX_ID_LEN + 2];
+    char member[2 * SLK_MAX_ID_LEN + 2]; /* '<instructor>/<uuid>' */
+    char instructor[SLK_MAX_ID_LEN + 1];
 };
 
 static void record_done(struct list_op *op)
@@ -290,7 +291,8 @@ static void on_record(void *data, redisReply *r, const char *err)
         op->read_failed = true;
     else {
         struct slk_booking b;
-        if (slk_booking_from_hash(&b, r) == 0 && listable_hold(op, &b)) {
+        const char *uuid = rr->member + strlen(rr->instructor) + 1;
+        if (slk_booking_from_hash(&b, r, rr->instructor, uuid) == 0 && listable_hold(op, &b)) {
             struct slk_booking *slot = add_item(op);
             if (slot != NULL)
                 *slot = b;
@@ -317,11 +319,11 @@ static void read_record(struct list_op *op, const char *member, size_t len)
     }
     memcpy(rr->member, member, len);
     rr->op = op;
-    char instructor[SLK_MAX_ID_LEN + 1], key[SLK_KEY_MAX];
-    memcpy(instructor, member, (size_t)(slash - member));
-    instructor[slash - member] = '\0';
+    memcpy(rr->instructor, member, (size_t)(slash - member));
+    rr->instructor[slash - member] = '\0';
+    char key[SLK_KEY_MAX];
     const char *argv[2] = {"HGETALL", key};
-    size_t lens[2] = {7, (size_t)slk_key_booking(key, instructor, slash + 1)};
+    size_t lens[2] = {7, (size_t)slk_key_booking(key, rr->instructor, slash + 1)};
     op->pending++;
     if (slk_redis_command_argv(op->req->worker->redis, on_record, rr, 2, argv, lens) != 0) {
         op->pending--;

@@ -150,7 +150,7 @@ static void on_record(void *data, redisReply *r, const char *err)
         return;
     }
     slk_booking_clear(&op->b);
-    int rc = slk_booking_from_hash(&op->b, r);
+    int rc = slk_booking_from_hash(&op->b, r, op->instructor, op->uuid);
     if (rc == SLK_ENOTFOUND || (rc == 0 && op->b.in_pg)) {
         bop_fetch_pg(op);
         return;
@@ -177,11 +177,11 @@ static void on_index(void *data, redisReply *r, const char *err)
         bop_fetch_pg(op);
         return;
     }
-    char instructor[SLK_MAX_ID_LEN + 1], key[SLK_KEY_MAX];
-    memcpy(instructor, r->str, r->len);
-    instructor[r->len] = '\0';
+    memcpy(op->instructor, r->str, r->len);
+    op->instructor[r->len] = '\0';
+    char key[SLK_KEY_MAX];
     const char *argv[2] = {"HGETALL", key};
-    size_t lens[2] = {7, (size_t)slk_key_booking(key, instructor, op->uuid)};
+    size_t lens[2] = {7, (size_t)slk_key_booking(key, op->instructor, op->uuid)};
     if (slk_redis_command_argv(op->req->worker->redis, on_record, op, 2, argv, lens) != 0)
         bop_backend(op, SLK_EUNAVAILABLE, "redis");
 }

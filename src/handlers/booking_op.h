@@ -20,6 +20,7 @@ typedef void (*bop_step_cb)(struct bop *op);
 struct bop {
     struct slk_request *req;
     char uuid[37];
+    char instructor[SLK_MAX_ID_LEN + 1]; /* from the uuid index, once fetched */
     struct slk_booking b;
     bop_step_cb next; /* runs once b is fetched */
     int restarts;

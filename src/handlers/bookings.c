@@ -254,6 +254,7 @@ static void list_for_student(struct create_op *op)
 }
 
 #define HOLD_FIXED_KEYS 4
+#define HOLD_FIXED_ARGS 5
 #define HOLD_FIELDS 18
 
 struct hold_args {
@@ -261,57 +262,85 @@ struct hold_args {
     char member[2 * SLK_MAX_ID_LEN + 2];
     char ver[24], expires[24], record_expires[24];
     char start[24], end[24], created[24], price[24], ufirst[24], umin[16], ucount[16];
-    const char *argv[6 + 2 * HOLD_FIELDS];
+    unsigned char sid[SLK_SESSION_BYTES];
+    const char *argv[HOLD_FIXED_ARGS + 2 * HOLD_FIELDS];
+    size_t lens[HOLD_FIXED_ARGS + 2 * HOLD_FIELDS];
+    int n;
 };
+
+static void hold_arg(struct hold_args *a, const void *value, size_t len)
+{
+    a->argv[a->n] = value;
+    a->lens[a->n++] = len;
+}
+
+static void hold_field(struct hold_args *a, const char *name, const char *value)
+{
+    hold_arg(a, name, strlen(name));
+    hold_arg(a, value, strlen(value));
+}
+
+static void hold_numbers(struct hold_args *a, const struct slk_booking *b, int64_t version)
+{
+    snprintf(a->ver, sizeof(a->ver), "%" PRId64, version);
+    snprintf(a->expires, sizeof(a->expires), "%" PRId64, b->hold_expires_ms);
+    snprintf(a->record_expires, sizeof(a->record_expires), "%" PRId64, b->hold_expires_ms + SLK_RETENTION_MS);
+    snprintf(a->start, sizeof(a->start), "%" PRId64, b->start_ms);
+    snprintf(a->end, sizeof(a->end), "%" PRId64, b->end_ms);
+    snprintf(a->created, sizeof(a->created), "%" PRId64, b->created_ms);
+    snprintf(a->price, sizeof(a->price), "%" PRId64, b->price_cents);
+    snprintf(a->ufirst, sizeof(a->ufirst), "%" PRId64, b->units_first_min);
+    snprintf(a->umin, sizeof(a->umin), "%d", b->unit_minutes);
+    snprintf(a->ucount, sizeof(a->ucount), "%d", b->unit_count);
+}
+
+/*
+ * The record's fields. Those at their default are left out (slk_booking_from_hash fills them in), and so are the
+ * uuid and the instructor, which the record's key carries; the payment session keeps its 16 random bytes
+ * ("sid"), not their 37-byte text. Every byte costs Redis a scan of the record while it is written, and memory
+ * for as long as the hold lives.
+ */
+static void hold_fields(struct hold_args *a, const struct slk_booking *b)
+{
+    hold_field(a, "status", "payment_required");
+    hold_field(a, "student", b->student);
+    hold_field(a, "course", b->course);
+    hold_field(a, "start", a->start);
+    hold_field(a, "end", a->end);
+    hold_field(a, "expires", a->expires);
+    hold_field(a, "created", a->created);
+    if (slk_session_pack(b->session, a->sid) == 0) {
+        hold_arg(a, "sid", 3);
+        hold_arg(a, a->sid, sizeof(a->sid));
+    } else {
+        hold_field(a, "session", b->session);
+    }
+    hold_field(a, "ufirst", a->ufirst);
+    hold_field(a, "umin", a->umin);
+    hold_field(a, "ucount", a->ucount);
+    if (b->price_cents >= 0)
+        hold_field(a, "price", a->price);
+    if (b->currency[0] != '\0')
+        hold_field(a, "currency", b->currency);
+    if (b->purpose != NULL && b->purpose[0] != '\0')
+        hold_field(a, "purpose", b->purpose);
+    if (b->requires_acceptance)
+        hold_field(a, "accept", "1");
+}
 
 static int eval_hold(struct create_op *op)
 {
     const struct slk_booking *b = &op->b;
     struct hold_args a;
-    snprintf(a.ver, sizeof(a.ver), "%" PRId64, op->ins_version);
-    snprintf(a.expires, sizeof(a.expires), "%" PRId64, b->hold_expires_ms);
-    snprintf(a.record_expires, sizeof(a.record_expires), "%" PRId64, b->hold_expires_ms + SLK_RETENTION_MS);
-    snprintf(a.start, sizeof(a.start), "%" PRId64, b->start_ms);
-    snprintf(a.end, sizeof(a.end), "%" PRId64, b->end_ms);
-    snprintf(a.created, sizeof(a.created), "%" PRId64, b->created_ms);
-    snprintf(a.ufirst, sizeof(a.ufirst), "%" PRId64, b->units_first_min);
-    snprintf(a.umin, sizeof(a.umin), "%d", b->unit_minutes);
-    snprintf(a.ucount, sizeof(a.ucount), "%d", b->unit_count);
-    /* Fields at their default are left out (slk_booking_from_hash fills them in): every field costs Redis a scan
-     * of the record while it is written, and memory for as long as the hold lives. */
-    const char *fields[2 * HOLD_FIELDS] = {
-        "uuid",    b->uuid,    "status",     "payment_required", "student", b->student,
-        "course",  b->course,  "instructor", b->instructor,      "start",   a.start,
-        "end",     a.end,      "expires",    a.expires,          "created", a.created,
-        "session", b->session, "ufirst",     a.ufirst,           "umin",    a.umin,
-        "ucount",  a.ucount,
-    };
-    size_t n = 26;
-    if (b->price_cents >= 0) {
-        snprintf(a.price, sizeof(a.price), "%" PRId64, b->price_cents);
-        fields[n++] = "price";
-        fields[n++] = a.price;
-    }
-    if (b->currency[0] != '\0') {
-        fields[n++] = "currency";
-        fields[n++] = b->currency;
-    }
-    if (b->purpose != NULL && b->purpose[0] != '\0') {
-        fields[n++] = "purpose";
-        fields[n++] = b->purpose;
-    }
-    if (b->requires_acceptance) {
-        fields[n++] = "accept";
-        fields[n++] = "1";
-    }
-    a.argv[0] = a.ver;
-    a.argv[1] = b->uuid;
-    a.argv[2] = a.expires;
-    a.argv[3] = a.record_expires;
-    a.argv[4] = a.start;
+    a.n = 0;
+    hold_numbers(&a, b, op->ins_version);
     snprintf(a.member, sizeof(a.member), "%s/%s", b->instructor, b->uuid);
-    a.argv[5] = a.member;
-    memcpy(&a.argv[6], fields, n * sizeof(*fields));
+    hold_arg(&a, a.ver, strlen(a.ver));
+    hold_arg(&a, a.expires, strlen(a.expires));
+    hold_arg(&a, a.record_expires, strlen(a.record_expires));
+    hold_arg(&a, a.start, strlen(a.start));
+    hold_arg(&a, a.member, strlen(a.member));
+    hold_fields(&a, b);
 
     size_t nkeys = HOLD_FIXED_KEYS + (size_t)b->unit_count;
     const char **keys = malloc(nkeys * sizeof(char *));
@@ -327,8 +356,8 @@ static int eval_hold(struct create_op *op)
     keys[3] = a.holds;
     for (int i = 0; i < b->unit_count; i++)
         keys[HOLD_FIXED_KEYS + i] = op->unit_keys[i];
-    int rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_HOLD, on_hold, op, (int)nkeys, keys, NULL, (int)(6 + n),
-                             a.argv, NULL);
+    int rc = slk_script_eval(op->req->worker->redis, SLK_SCRIPT_HOLD, on_hold, op, (int)nkeys, keys, NULL, a.n, a.argv,
+                             a.lens);
     free(keys);
     return rc;
 }

@@ -482,6 +482,15 @@ def psql(sql):
     return p.stdout.strip()
 
 
+def redis_cli(*args):
+    """One command against the shared server's Redis (REDIS_URL); returns redis-cli's --raw output, stripped."""
+    url = env_required("REDIS_URL")
+    p = subprocess.run(["redis-cli", "-u", url, "--raw", *[str(a) for a in args]], capture_output=True, text=True,
+                       timeout=10)
+    check(p.returncode == 0, f"redis-cli {args[0]} failed: {p.stderr}")
+    return p.stdout.strip()
+
+
 def pg_booking(booking_uuid):
     """The bookings row as a dict, or None."""
     out = psql(f"SELECT row_to_json(b) FROM bookings b WHERE uuid = '{booking_uuid}'")

@@ -10,8 +10,8 @@ import subprocess
 import threading
 import time
 
-from harness import OVERLAP_AUDIT, ClockServer, check, eq, expect_error, expect_ok, fail, pg_booking, psql, slot, \
-    timeout, ts_ms, uid, wait_until
+from harness import OVERLAP_AUDIT, ClockServer, check, eq, expect_error, expect_ok, fail, pg_booking, psql, redis_cli, \
+    slot, timeout, ts_ms, uid, wait_until
 
 HOUR = 3600 * 1000
 DAY = 24 * HOUR
@@ -30,15 +30,8 @@ def teardown_module():
         SRV.stop_checked()
 
 
-def redis_get(key):
-    p = subprocess.run(["redis-cli", "-u", os.environ["REDIS_URL"], "--raw", "GET", key], capture_output=True,
-                       text=True, timeout=10)
-    check(p.returncode == 0, f"redis-cli failed: {p.stderr}")
-    return p.stdout.strip()
-
-
 def unit(instructor, start_ts, offset_min=0):
-    return redis_get(f"slk:{{{instructor}}}:u:{ts_ms(start_ts) // 60000 + offset_min}")
+    return redis_cli("GET", f"slk:{{{instructor}}}:u:{ts_ms(start_ts) // 60000 + offset_min}")
 
 
 def booked(days=3, hour=10, **settings):
@@ -172,7 +165,7 @@ def test_taken_target_leaves_everything_as_it_was():
     details = expect_error(move(h, target[0]), 409, "slot_unavailable")
     eq(details.get("start_time"), target[0], "taken range reported")
     assert_owns(h, *slot(3, 10))
-    eq(unit(h.instructor, target[0]), f"H:{other.uuid}", "the other hold is untouched")
+    eq(unit(h.instructor, target[0]), str(other.data["fence_token"]), "the other hold is untouched")
     eq(unit(h.instructor, slot(3, 10)[0]), f"B:{h.uuid}", "old unit still booked")
 
 
@@ -279,9 +272,9 @@ def test_reschedule_races_holds_on_the_target():
             eq(results[0][0], 409, f"the move lost: {results[0]}")
             eq(len(holds), 1, "exactly one hold wins")
             assert_owns(h, *old)
-            winner = holds[0][1]["data"]["uuid"]
+            winner = holds[0][1]["data"]["fence_token"]
             for i in range(0, 60, 15):
-                eq(unit(h.instructor, target[0], i), f"H:{winner}", f"target unit +{i}")
+                eq(unit(h.instructor, target[0], i), str(winner), f"target unit +{i}")
             eq(unit(h.instructor, old[0]), f"B:{h.uuid}", "old unit still booked")
     eq(psql(OVERLAP_AUDIT), "0", "no overlapping bookings")
 

@@ -76,12 +76,19 @@ static void test_unit_leak(void **state)
 {
     (void)state;
     const char *uuid = "0b7c2d4e-1111-4aaa-8bbb-000000000001";
-    assert_true(bench_audit_unit_leaked("H:0b7c2d4e-1111-4aaa-8bbb-000000000001", 38, uuid));
+    /* A held unit carries its hold's fencing token; servers before it wrote "H:<uuid>". */
+    assert_true(bench_audit_unit_leaked("4711", 4, uuid, 4711));
+    assert_true(bench_audit_unit_leaked("H:0b7c2d4e-1111-4aaa-8bbb-000000000001", 38, uuid, 4711));
     /* Booked (or another hold's) units are not this hold's leak. */
-    assert_false(bench_audit_unit_leaked("B:0b7c2d4e-1111-4aaa-8bbb-000000000001", 38, uuid));
-    assert_false(bench_audit_unit_leaked("H:0b7c2d4e-1111-4aaa-8bbb-000000000002", 38, uuid));
-    assert_false(bench_audit_unit_leaked(NULL, 0, uuid));
-    assert_false(bench_audit_unit_leaked("H:", 2, uuid));
+    assert_false(bench_audit_unit_leaked("B:0b7c2d4e-1111-4aaa-8bbb-000000000001", 38, uuid, 4711));
+    assert_false(bench_audit_unit_leaked("H:0b7c2d4e-1111-4aaa-8bbb-000000000002", 38, uuid, 4711));
+    assert_false(bench_audit_unit_leaked("4712", 4, uuid, 4711));
+    assert_false(bench_audit_unit_leaked("47110", 5, uuid, 4711));
+    assert_false(bench_audit_unit_leaked("471", 3, uuid, 4711));
+    assert_false(bench_audit_unit_leaked(NULL, 0, uuid, 4711));
+    assert_false(bench_audit_unit_leaked("H:", 2, uuid, 4711));
+    /* A hold whose reply had no token matches only its "H:<uuid>". */
+    assert_false(bench_audit_unit_leaked("-1", 2, uuid, -1));
 }
 
 static struct bench_audit clean(void)

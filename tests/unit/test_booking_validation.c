@@ -181,6 +181,107 @@ static void test_unit_keys(void **state)
     free(keys);
 }
 
+/* A fake HGETALL reply of the fields hold_fields() wrote. */
+struct fake_hash {
+    redisReply top;
+    redisReply items[2 * HOLD_FIELDS];
+    redisReply *ptrs[2 * HOLD_FIELDS];
+};
+
+static void fake_hash_from(struct fake_hash *h, const struct hold_args *a, int from)
+{
+    memset(h, 0, sizeof(*h));
+    h->top.type = REDIS_REPLY_ARRAY;
+    h->top.element = h->ptrs;
+    for (int i = from; i < a->n; i++) {
+        redisReply *r = &h->items[h->top.elements];
+        r->type = REDIS_REPLY_STRING;
+        r->str = (char *)a->argv[i];
+        r->len = a->lens[i];
+        h->ptrs[h->top.elements++] = r;
+    }
+}
+
+/* What a hold writes into its record is what every reader gets back, though the record leaves out what its key
+ * names and keeps the payment session as bytes. */
+static void test_hold_record_round_trip(void **state)
+{
+    (void)state;
+    struct slk_booking b;
+    slk_booking_init(&b);
+    strcpy(b.uuid, "0b7c2d4e-1111-4aaa-8bbb-000000000001");
+    strcpy(b.instructor, "ins-1");
+    strcpy(b.student, "stu-1");
+    strcpy(b.course, "course-1");
+    strcpy(b.session, "sess_00ff10a0b1c2d3e4f5a6b7c8d9e0f1a2");
+    strcpy(b.currency, "EUR");
+    b.start_ms = 1893488400000;
+    b.end_ms = 1893492000000;
+    b.hold_expires_ms = 1893400000000;
+    b.created_ms = 1893398200000;
+    b.price_cents = 4000;
+    b.units_first_min = 31558140;
+    b.unit_minutes = 15;
+    b.unit_count = 4;
+    b.requires_acceptance = true;
+
+    struct hold_args a = {.n = 0};
+    hold_numbers(&a, &b, 1);
+    hold_fields(&a, &b);
+    for (int i = 0; i < a.n; i += 2) {
+        assert_string_not_equal(a.argv[i], "uuid");
+        assert_string_not_equal(a.argv[i], "instructor");
+    }
+    struct fake_hash h;
+    fake_hash_from(&h, &a, 0);
+    struct slk_booking got;
+    assert_int_equal(slk_booking_from_hash(&got, &h.top, "ins-1", b.uuid), 0);
+    assert_string_equal(got.uuid, b.uuid);
+    assert_string_equal(got.instructor, "ins-1");
+    assert_string_equal(got.status, "payment_required");
+    assert_string_equal(got.student, "stu-1");
+    assert_string_equal(got.course, "course-1");
+    assert_string_equal(got.session, b.session);
+    assert_string_equal(got.currency, "EUR");
+    assert_true(got.start_ms == b.start_ms && got.end_ms == b.end_ms && got.hold_expires_ms == b.hold_expires_ms);
+    assert_true(got.created_ms == b.created_ms && got.updated_ms == b.created_ms);
+    assert_true(got.price_cents == 4000 && got.units_first_min == b.units_first_min);
+    assert_true(got.unit_minutes == 15 && got.unit_count == 4 && got.requires_acceptance);
+    slk_booking_clear(&got);
+    slk_booking_clear(&b);
+}
+
+static void test_session_pack(void **state)
+{
+    (void)state;
+    unsigned char raw[SLK_SESSION_BYTES];
+    assert_int_equal(slk_session_pack("sess_00ff10a0b1c2d3e4f5a6b7c8d9e0f1a2", raw), 0);
+    assert_int_equal(raw[0], 0x00);
+    assert_int_equal(raw[1], 0xff);
+    assert_int_equal(raw[15], 0xa2);
+    /* Anything else stays text ("session"): upper case would not come back the same. */
+    assert_int_equal(slk_session_pack("sess_00FF10a0b1c2d3e4f5a6b7c8d9e0f1a2", raw), SLK_EINVAL);
+    assert_int_equal(slk_session_pack("sess_00ff10a0b1c2d3e4f5a6b7c8d9e0f1a", raw), SLK_EINVAL);
+    assert_int_equal(slk_session_pack("sesx_00ff10a0b1c2d3e4f5a6b7c8d9e0f1a2", raw), SLK_EINVAL);
+    assert_int_equal(slk_session_pack("sess_00ff10a0b1c2d3e4f5a6b7c8d9e0f1a2b", raw), SLK_EINVAL);
+
+    struct slk_booking b;
+    slk_booking_init(&b);
+    strcpy(b.uuid, "0b7c2d4e-1111-4aaa-8bbb-000000000002");
+    strcpy(b.session, "cs_test_other_shape");
+    b.unit_minutes = 15;
+    b.unit_count = 1;
+    struct hold_args a = {.n = 0};
+    hold_numbers(&a, &b, 1);
+    hold_fields(&a, &b);
+    struct fake_hash h;
+    fake_hash_from(&h, &a, 0);
+    struct slk_booking got;
+    assert_int_equal(slk_booking_from_hash(&got, &h.top, "ins-1", b.uuid), 0);
+    assert_string_equal(got.session, "cs_test_other_shape");
+    slk_booking_clear(&got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +290,8 @@ int main(void)
         cmocka_unit_test(test_times_against_settings),
         cmocka_unit_test(test_units_and_hold_expiry),
         cmocka_unit_test(test_unit_keys),
+        cmocka_unit_test(test_hold_record_round_trip),
+        cmocka_unit_test(test_session_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
