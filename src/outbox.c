@@ -503,9 +503,39 @@ static void on_due_updated(void *data, redisReply *r, const char *err)
     check_done(data);
 }
 
+static void on_unlisted(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (is_redis_error(r, err))
+        slk_log(SLK_LOG_DEBUG, "ended hold not unlisted (a listing trims it)", "error", redis_error_text(r, err), NULL);
+}
+
+/*
+ * A hold whose check is finished is no longer live, and only live holds are
+ * listed from Redis: its entries leave the instructor's and the student's
+ * listing indexes now, so they hold live holds only and a student's index
+ * goes away with the last one (a listing request trims too, but many never
+ * come).
+ */
+static void unlist(struct due_check *c)
+{
+    char key[SLK_KEY_MAX];
+    const char *argv[3] = {"ZREM", key, c->member};
+    slk_key_instructor_holds(key, c->instructor);
+    if (slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 3, argv, NULL) != 0)
+        return;
+    if (c->b.student[0] == '\0')
+        return; /* the record is gone: its student is unknown */
+    slk_key_student_holds(key, c->b.student);
+    if (slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 3, argv, NULL) != 0)
+        slk_log(SLK_LOG_DEBUG, "ended hold not unlisted for its student", "booking", c->uuid, NULL);
+}
+
 /* score NULL: the check is finished; else it runs again at score. */
 static void due_update(struct due_check *c, const char *score)
 {
+    if (score == NULL)
+        unlist(c);
     const char *zadd[4] = {"ZADD", SLK_OUTBOX_DUE_KEY, score, c->member};
     const char *zrem[3] = {"ZREM", SLK_OUTBOX_DUE_KEY, c->member};
     int rc = score != NULL ? slk_redis_command_argv(c->o->w->redis, on_due_updated, c, 4, zadd, NULL)

@@ -15,8 +15,8 @@ import threading
 import time
 import urllib.parse
 
-from harness import (Server, check, eq, expect_error, expect_ok, free_port, parse_ts, psql, resp_command, shared, slot,
-                     timeout, uid, wait_until)
+from harness import (Server, check, eq, expect_error, expect_ok, free_port, parse_ts, psql, redis_cli, resp_command,
+                     shared, slot, timeout, uid, wait_until)
 
 # Events recorded in Redis reach Postgres within a mover period (200 ms); generous for ASan.
 RECORDED_WITHIN_S = 10.0
@@ -255,6 +255,30 @@ def test_extended_hold_expires_at_its_new_time():
     new_exp = parse_ts(expect_ok(r)["hold_expires_at"])
     evs = wait_types(srv, h.uuid, ["held", "extended", "expired"], bound=20.0)
     check(parse_ts(evs[2]["occurred_at"]) >= new_exp, f"expired before the extended expiry {new_exp}: {evs}")
+
+
+@timeout(60)
+def test_ended_holds_leave_the_listing_indexes():
+    # Only live holds are listed from Redis. Once a hold has ended (lapsed, paid or cancelled) its entries leave
+    # the instructor's and the student's listing indexes without anyone asking for a listing, and a student's
+    # index goes away with its last hold: a student who held once and never listed costs Redis nothing.
+    srv = shared()
+    ins = srv.put_instructor(hold_seconds=2)
+    lapsed = srv.hold(ins, *slot(9, 10))
+    paid = srv.hold(ins, *slot(9, 12))
+    cancelled = srv.hold(ins, *slot(9, 14))
+    live = srv.put_instructor()
+    kept = srv.hold(live, *slot(9, 16))
+    paid.confirm()
+    with srv.client() as c:
+        expect_ok(c.post(f"/api/v1/bookings/{cancelled.uuid}/cancel", {}, token=cancelled.student_token), 200)
+    index = f"slk:{{{ins}}}:holds"
+    eq(redis_cli("ZCARD", index), "3", "the three holds are listed while they live")
+    wait_until(lambda: redis_cli("ZCARD", index) == "0", 20, what="ended holds unlisted for their instructor")
+    for h in (lapsed, paid, cancelled):
+        eq(redis_cli("EXISTS", f"slk:stu:{{{h.student}}}:holds"), "0", f"{h.student}'s listing index is gone")
+    eq(redis_cli("ZSCORE", f"slk:{{{live}}}:holds", f"{live}/{kept.uuid}") != "", True, "a live hold stays listed")
+    eq(redis_cli("EXISTS", f"slk:stu:{{{kept.student}}}:holds"), "1", "and so does its student's index")
 
 
 # --------------------------------------------------------------------------

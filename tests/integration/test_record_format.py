@@ -38,7 +38,9 @@ def _as_earlier_version(h):
     """Rewrites a hold the way servers before the fencing-token units stored it."""
     for key in _unit_keys(h):
         eq(redis_cli("SET", key, f"H:{h.uuid}", "XX", "KEEPTTL"), "OK", f"rewrite {key}")
-    redis_cli("HSET", _record_key(h), "uuid", h.uuid, "instructor", h.instructor)
+    redis_cli("HSET", _record_key(h), "uuid", h.uuid, "instructor", h.instructor, "session",
+              h.data["payment_session_id"])
+    redis_cli("HDEL", _record_key(h), "sid")
 
 
 def _free(keys):
@@ -55,7 +57,9 @@ def test_units_carry_the_fencing_token():
         eq(redis_cli("GET", key), str(h.data["fence_token"]), f"{key} names its hold by fencing token")
     for field in ("uuid", "instructor"):
         eq(redis_cli("HEXISTS", _record_key(h), field), "0", f"the record does not repeat its key's {field}")
+    eq(redis_cli("HEXISTS", _record_key(h), "session"), "0", "the payment session is kept as bytes, not text")
     b = srv.booking(h.uuid)
+    eq(b.get("payment_session_id"), h.data["payment_session_id"], "payment session read back from its bytes")
     eq(b.get("uuid"), h.uuid, "uuid read back from the key")
     eq(b.get("instructor_uuid"), ins, "instructor read back from the key")
 
@@ -91,8 +95,8 @@ def test_hold_from_earlier_version_is_served():
     _as_earlier_version(h)
 
     b = srv.booking(h.uuid)
-    eq((b.get("status"), b.get("instructor_uuid"), b.get("price_amount")), ("payment_required", ins, 40),
-       "read as before")
+    eq((b.get("status"), b.get("instructor_uuid"), b.get("price_amount"), b.get("payment_session_id")),
+       ("payment_required", ins, 40, h.data["payment_session_id"]), "read as before")
     expect_error(srv.try_hold(ins, start, end), 409, "slot_unavailable")
     with srv.client() as c:
         r = c.get(f"/api/v1/instructors/{ins}/availability?from={start[:10]}&to={start[:10]}&include_held=true",
