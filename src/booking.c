@@ -292,13 +292,6 @@ int slk_key_unit(char *buf, const char *instructor, int64_t minute)
     size_t id_len = strlen(instructor);
     if (id_len > SLK_MAX_ID_LEN || minute < 0)
         return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:u:%" PRId64, instructor, minute);
-    char digits[20];
-    int n = 0;
-    uint64_t m = (uint64_t)minute;
-    do {
-        digits[n++] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m != 0);
     char *p = buf;
     memcpy(p, "slk:{", 5);
     p += 5;
@@ -306,8 +299,7 @@ int slk_key_unit(char *buf, const char *instructor, int64_t minute)
     p += id_len;
     memcpy(p, "}:u:", 4);
     p += 4;
-    while (n > 0)
-        *p++ = digits[--n];
+    p += slk_format_u64(p, (uint64_t)minute);
     *p = '\0';
     return (int)(p - buf);
 }

@@ -207,17 +207,41 @@ int slk_response_header(struct slk_request *req, const char *name, const char *v
 }
 
 /* IMF-fixdate by hand: strftime's names follow the locale. */
-static void format_date(char out[64])
+static size_t format_date(char out[64], time_t at)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL);
     struct tm tm;
-    gmtime_r(&now, &tm);
-    snprintf(out, 64, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    gmtime_r(&at, &tm);
+    int n = snprintf(out, 64, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+                     months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return n > 0 ? (size_t)n : 0;
 }
+
+/* The Date header changes once a second: each thread formats it then, not for every reply. */
+static const char *current_date(size_t *len)
+{
+    static _Thread_local time_t formatted_at = -1;
+    static _Thread_local char text[64];
+    static _Thread_local size_t text_len;
+    time_t now = time(NULL);
+    if (now != formatted_at) {
+        text_len = format_date(text, now);
+        formatted_at = now;
+    }
+    *len = text_len;
+    return text;
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    if (n > 0) /* s may be NULL then: no body, no extra headers */
+        memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LITERAL(p, s) put((p), (s), sizeof(s) - 1)
 
 /* RFC 9110 6.4.1 and 8.6: no body for 1xx, 204 and 304; no Content-Length for 1xx and 204, and on a 304 only
  * the length the 200 would have had (the caller passes that body), never a made-up 0. */
@@ -236,26 +260,33 @@ static char *format_reply(const struct slk_request *req, int status, const char 
     char *buf = malloc(cap);
     if (buf == NULL)
         return NULL;
-    char date[64];
-    format_date(date);
-    int n = snprintf(buf, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, slk_http_status_text(status), date);
-    if (content_type != NULL)
-        n += snprintf(buf + n, cap - (size_t)n, "Content-Type: %s\r\n", content_type);
-    if (send_length)
-        n += snprintf(buf + n, cap - (size_t)n, "Content-Length: %zu\r\n", len);
-    n += snprintf(buf + n, cap - (size_t)n, "Connection: %s\r\n", keep_alive ? "keep-alive" : "close");
-    size_t o = (size_t)n;
-    if (req->resp_headers_len > 0) {
-        memcpy(buf + o, req->resp_headers, req->resp_headers_len);
-        o += req->resp_headers_len;
+    /* Every reply goes through here: built with memcpy, no printf (status < 1000, len < 2^64: 20 digits). */
+    const char *reason = slk_http_status_text(status);
+    size_t date_len;
+    const char *date = current_date(&date_len);
+    char *p = PUT_LITERAL(buf, "HTTP/1.1 ");
+    p += slk_format_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put(p, reason, strlen(reason));
+    p = PUT_LITERAL(p, "\r\nDate: ");
+    p = put(p, date, date_len);
+    p = PUT_LITERAL(p, "\r\n");
+    if (content_type != NULL) {
+        p = PUT_LITERAL(p, "Content-Type: ");
+        p = put(p, content_type, ct_len);
+        p = PUT_LITERAL(p, "\r\n");
     }
-    memcpy(buf + o, "\r\n", 2);
-    o += 2;
-    if (send_body && len > 0) {
-        memcpy(buf + o, body, len);
-        o += len;
+    if (send_length) {
+        p = PUT_LITERAL(p, "Content-Length: ");
+        p += slk_format_u64(p, len);
+        p = PUT_LITERAL(p, "\r\n");
     }
-    *out_len = o;
+    p = keep_alive ? PUT_LITERAL(p, "Connection: keep-alive\r\n") : PUT_LITERAL(p, "Connection: close\r\n");
+    p = put(p, req->resp_headers, req->resp_headers_len);
+    p = PUT_LITERAL(p, "\r\n");
+    if (send_body)
+        p = put(p, body, len);
+    *out_len = (size_t)(p - buf);
     return buf;
 }
 
@@ -265,12 +296,12 @@ char *slk__format_stream_head(const struct slk_request *req, const char *content
     char *buf = malloc(cap);
     if (buf == NULL)
         return NULL;
-    char date[64];
-    format_date(date);
+    size_t date_len;
+    const char *date = current_date(&date_len);
     int n = snprintf(buf, cap,
-                     "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+                     "HTTP/1.1 200 OK\r\nDate: %.*s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
                      "Connection: close\r\n",
-                     date, content_type);
+                     (int)date_len, date, content_type);
     size_t o = (size_t)n;
     if (req->resp_headers_len > 0) {
         memcpy(buf + o, req->resp_headers, req->resp_headers_len);
@@ -351,16 +382,17 @@ char *slk__http_error_reply(int status, const char *message, size_t *len)
                  "{\"success\":false,\"message\":\"%s\",\"error\":{\"code\":\"%s\",\"details\":{}}}", message, code);
     if (blen < 0 || (size_t)blen >= sizeof(body))
         return NULL;
-    char date[64];
-    format_date(date);
+    size_t date_len;
+    const char *date = current_date(&date_len);
     size_t cap = (size_t)blen + 320;
     char *buf = malloc(cap);
     if (buf == NULL)
         return NULL;
     int n = snprintf(buf, cap,
-                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+                     "HTTP/1.1 %d %s\r\nDate: %.*s\r\nContent-Type: application/json; charset=utf-8\r\n"
                      "Content-Length: %d\r\nConnection: close\r\n%s\r\n%s",
-                     status, slk_http_status_text(status), date, blen, status == 503 ? "Retry-After: 1\r\n" : "", body);
+                     status, slk_http_status_text(status), (int)date_len, date, blen,
+                     status == 503 ? "Retry-After: 1\r\n" : "", body);
     if (n < 0 || (size_t)n >= cap) {
         free(buf);
         return NULL;

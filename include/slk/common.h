@@ -22,6 +22,20 @@ static inline uint32_t slk_fnv1a(uint32_t h, const void *data, size_t len)
     return h;
 }
 
+/* v in decimal at out (no terminator); returns the length (at most 20). For paths too hot for printf. */
+static inline size_t slk_format_u64(char *out, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    return n;
+}
+
 /* Errors are negative ints; 0 is success (libuv's UV_ERRNO_MAP style). */
 #define SLK_ERRNO_MAP(XX)                                                                                              \
     XX(NOMEM, "out of memory")                                                                                         \

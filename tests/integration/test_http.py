@@ -1,6 +1,8 @@
 """HTTP/1.1 protocol behaviour over raw sockets."""
 
+import email.utils
 import json
+import time
 
 from harness import check, eq, expect_error, shared, slot, uid
 
@@ -17,6 +19,22 @@ def test_keep_alive_two_requests_one_connection():
         rc.send(_get("/healthz"))
         eq(rc.read_response("GET", "/healthz").status, 200, "second reply on the same connection")
         check(not rc.peer_closed(0.2), "server closed a keep-alive connection")
+
+
+def test_date_header_is_now_on_every_reply():
+    # Each thread formats Date once a second: a reply a second later must carry the next second, not a kept one.
+    srv = shared()
+    seen = []
+    with srv.raw() as rc:
+        for _ in range(2):
+            rc.send(_get("/livez"))
+            r = rc.read_response("GET", "/livez")
+            sent = email.utils.parsedate_to_datetime(r.header("date")).timestamp()
+            check(r.header("date").endswith(" GMT"), f"Date not in IMF-fixdate: {r.header('date')!r}")
+            check(abs(sent - time.time()) < 2.0, f"Date {r.header('date')!r} is not now")
+            seen.append(sent)
+            time.sleep(1.2)
+    check(seen[1] > seen[0], f"Date did not move on: {seen}")
 
 
 def test_pipelined_requests_answered_in_order():
