@@ -1,6 +1,8 @@
 /*
  * A flat list of routes, matched segment by segment without allocating.
- * The API has a dozen routes; a trie would buy nothing measurable.
+ * The API has a few dozen routes; a route whose segment count differs from
+ * the path's is skipped without a look at its pattern, so a match costs a
+ * few hundred instructions, and a trie would buy nothing measurable.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,8 @@
 struct route {
     enum slk_method method;
     const char *pattern;
+    size_t pattern_len;
+    size_t segments; /* a path with another count cannot match: skipped without a look at the pattern */
     slk_handler_cb handler;
     int route_id;
 };
@@ -39,6 +43,15 @@ static size_t segment_len(const char *s, const char *end)
 {
     const char *slash = memchr(s, '/', (size_t)(end - s));
     return (size_t)((slash != NULL ? slash : end) - s);
+}
+
+/* Segments of "/a/b" (2); "/" has one, empty. */
+static size_t count_segments(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (const char *p = s, *end = s + len; p != NULL && p < end; p = memchr(p + 1, '/', (size_t)(end - p - 1)))
+        n++;
+    return n;
 }
 
 static bool is_param(const char *seg, size_t len)
@@ -84,7 +97,8 @@ int slk_router_add(struct slk_router *r, enum slk_method m, const char *pattern,
         r->routes = nr;
         r->cap = cap;
     }
-    r->routes[r->count++] = (struct route){m, pattern, handler, route_id};
+    size_t len = strlen(pattern);
+    r->routes[r->count++] = (struct route){m, pattern, len, count_segments(pattern, len), handler, route_id};
     return 0;
 }
 
@@ -93,10 +107,10 @@ int slk_router_add(struct slk_router *r, enum slk_method m, const char *pattern,
  * matches: one bit per segment, set for a literal, most significant first,
  * so "/a/new" beats "/a/{id}" whatever the registration order.
  */
-static bool pattern_match(const char *pattern, const char *path, size_t path_len, struct slk_str *params,
+static bool pattern_match(const struct route *rt, const char *path, size_t path_len, struct slk_str *params,
                           size_t *num_params, uint32_t *rank)
 {
-    const char *p = pattern + 1, *pend = pattern + strlen(pattern);
+    const char *p = rt->pattern + 1, *pend = rt->pattern + rt->pattern_len;
     const char *s = path, *send = path + path_len;
     if (path_len == 0 || path[0] != '/')
         return false;
@@ -152,9 +166,10 @@ enum slk_route_result slk_router_match(const struct slk_router *r, enum slk_meth
 
     memset(out, 0, sizeof(*out));
     out->route_id = -1;
+    size_t segments = count_segments(path, path_len);
     for (size_t i = 0; i < r->count; i++) {
         const struct route *rt = &r->routes[i];
-        if (!pattern_match(rt->pattern, path, path_len, params, &num_params, &rank))
+        if (rt->segments != segments || !pattern_match(rt, path, path_len, params, &num_params, &rank))
             continue;
         methods |= 1u << rt->method;
         /* HEAD is served by the GET handler (the server drops the body) unless HEAD has its own route. */
