@@ -9,7 +9,7 @@
 -- ARGV[2]  unit expiry, unix ms (PXAT): the hold's hold_expires_at
 -- ARGV[3]  record expiry, unix ms (PXAT)
 -- ARGV[4]  start, unix ms (the listing score)
--- ARGV[5]  listing member, '<instructor>/<uuid>'
+-- ARGV[5]  listing member: the booking uuid
 -- ARGV[6..] field, value pairs stored in the booking record
 --
 -- Each unit holds the hold's fencing token, an integer unique per instructor

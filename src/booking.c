@@ -70,11 +70,14 @@ int slk_session_pack(const char *session, unsigned char out[SLK_SESSION_BYTES])
     return 0;
 }
 
+/* A damaged 'sid' leaves the session empty rather than the whole hold unreadable (its expiry, cancel, listing). */
 static int session_unpack(char *dst, size_t cap, const char *v, size_t vlen)
 {
     static const char digits[] = "0123456789abcdef";
-    if (vlen != SLK_SESSION_BYTES || cap < SESSION_PREFIX_LEN + 2 * SLK_SESSION_BYTES + 1)
-        return SLK_EPROTO;
+    if (vlen != SLK_SESSION_BYTES || cap < SESSION_PREFIX_LEN + 2 * SLK_SESSION_BYTES + 1) {
+        dst[0] = '\0';
+        return 0;
+    }
     memcpy(dst, SESSION_PREFIX, SESSION_PREFIX_LEN);
     char *p = dst + SESSION_PREFIX_LEN;
     for (size_t i = 0; i < vlen; i++) {

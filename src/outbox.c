@@ -520,14 +520,14 @@ static void on_unlisted(void *data, redisReply *r, const char *err)
 static void unlist(struct due_check *c)
 {
     char key[SLK_KEY_MAX];
-    const char *argv[3] = {"ZREM", key, c->member};
+    const char *argv[4] = {"ZREM", key, c->member, c->uuid}; /* the instructor's index: earlier long form, uuid */
     slk_key_instructor_holds(key, c->instructor);
-    if (slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 3, argv, NULL) != 0)
+    if (slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 4, argv, NULL) != 0)
         return;
     if (c->b.student[0] == '\0')
         return; /* the record is gone: its student is unknown */
     slk_key_student_holds(key, c->b.student);
-    if (slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 3, argv, NULL) != 0)
+    if (slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 3, argv, NULL) != 0) /* '<instructor>/<uuid>' */
         slk_log(SLK_LOG_DEBUG, "ended hold not unlisted for its student", "booking", c->uuid, NULL);
 }
 

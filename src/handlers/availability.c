@@ -397,14 +397,10 @@ static enum slk_unit_state unit_state_of(const redisReply *v)
         return SLK_UNIT_FREE;
     if (v->len == 0)
         return SLK_UNIT_BOOKED; /* as the hold script sees it: the key exists */
-    switch (v->str[0]) {
-    case 'H':
+    /* A hold's fencing token ('H:<uuid>' from earlier versions), as lua/availability.lua reads it. */
+    if ((v->str[0] >= '0' && v->str[0] <= '9') || v->str[0] == 'H')
         return SLK_UNIT_HELD;
-    case 'X':
-        return SLK_UNIT_BLOCKED;
-    default:
-        return SLK_UNIT_BOOKED;
-    }
+    return v->str[0] == 'X' ? SLK_UNIT_BLOCKED : SLK_UNIT_BOOKED;
 }
 
 static void on_mget(void *data, redisReply *r, const char *err)

@@ -252,10 +252,13 @@ static void drop_entry(struct list_op *op, const char *member)
         slk_log(SLK_LOG_DEBUG, "listing entry not dropped", NULL);
 }
 
+#define MEMBER_MAX (2 * SLK_MAX_ID_LEN + 2)
+
 struct record_read {
     struct list_op *op;
-    char member[2 * SLK_MAX_ID_LEN + 2]; /* '<instructor>/<uuid>' */
+    char member[MEMBER_MAX]; /* as the index has it */
     char instructor[SLK_MAX_ID_LEN + 1];
+    const char *uuid; /* in member */
 };
 
 static void record_done(struct list_op *op)
@@ -291,8 +294,7 @@ static void on_record(void *data, redisReply *r, const char *err)
         op->read_failed = true;
     else {
         struct slk_booking b;
-        const char *uuid = rr->member + strlen(rr->instructor) + 1;
-        if (slk_booking_from_hash(&b, r, rr->instructor, uuid) == 0 && listable_hold(op, &b)) {
+        if (slk_booking_from_hash(&b, r, rr->instructor, rr->uuid) == 0 && listable_hold(op, &b)) {
             struct slk_booking *slot = add_item(op);
             if (slot != NULL)
                 *slot = b;
@@ -308,22 +310,44 @@ static void on_record(void *data, redisReply *r, const char *err)
     record_done(op);
 }
 
-static void read_record(struct list_op *op, const char *member, size_t len)
+/*
+ * A student's index names its holds '<instructor>/<uuid>'; an instructor's
+ * own index just '<uuid>' (earlier versions wrote the long form there too).
+ * The uuid's offset in member, or -1 when the member is damaged.
+ */
+static long member_uuid(const struct list_op *op, const char *member, size_t len, size_t *instructor_len)
 {
     const char *slash = memchr(member, '/', len);
+    if (slash == NULL) {
+        *instructor_len = 0;
+        return op->by_student || len != 36 ? -1 : 0;
+    }
+    *instructor_len = (size_t)(slash - member);
+    size_t off = *instructor_len + 1;
+    return *instructor_len == 0 || *instructor_len > SLK_MAX_ID_LEN || len - off != 36 ? -1 : (long)off;
+}
+
+static void read_record(struct list_op *op, const char *member, size_t len)
+{
+    size_t ilen;
+    long off = member_uuid(op, member, len, &ilen);
+    if (off < 0 || len >= MEMBER_MAX)
+        return; /* damaged: skipped */
     struct record_read *rr = calloc(1, sizeof(*rr));
-    if (slash == NULL || rr == NULL || len >= sizeof(rr->member) || (size_t)(slash - member) > SLK_MAX_ID_LEN) {
-        op->read_failed = rr == NULL;
-        free(rr);
+    if (rr == NULL) {
+        op->read_failed = true;
         return;
     }
     memcpy(rr->member, member, len);
     rr->op = op;
-    memcpy(rr->instructor, member, (size_t)(slash - member));
-    rr->instructor[slash - member] = '\0';
+    rr->uuid = rr->member + off;
+    if (ilen > 0)
+        memcpy(rr->instructor, member, ilen);
+    else
+        snprintf(rr->instructor, sizeof(rr->instructor), "%s", op->who);
     char key[SLK_KEY_MAX];
     const char *argv[2] = {"HGETALL", key};
-    size_t lens[2] = {7, (size_t)slk_key_booking(key, rr->instructor, slash + 1)};
+    size_t lens[2] = {7, (size_t)slk_key_booking(key, rr->instructor, rr->uuid)};
     op->pending++;
     if (slk_redis_command_argv(op->req->worker->redis, on_record, rr, 2, argv, lens) != 0) {
         op->pending--;
@@ -345,11 +369,12 @@ static void on_index(void *data, redisReply *r, const char *err)
     size_t n = r->elements / 2;
     if (n == (size_t)(2 * op->limit + 2) && n > 0) {
         const redisReply *last = r->element[2 * (n - 1)];
-        const char *slash = memchr(last->str, '/', last->len);
-        op->horizon = slash != NULL && last->len - (size_t)(slash + 1 - last->str) == 36;
+        size_t ilen;
+        long off = member_uuid(op, last->str, last->len, &ilen);
+        op->horizon = off >= 0;
         if (op->horizon) {
             op->horizon_start = strtoll(r->element[2 * n - 1]->str, NULL, 10);
-            memcpy(op->horizon_uuid, slash + 1, 36);
+            memcpy(op->horizon_uuid, last->str + off, 36);
         }
     }
     op->pending = 1; /* held until every read is sent */

@@ -259,7 +259,6 @@ static void list_for_student(struct create_op *op)
 
 struct hold_args {
     char meta[SLK_KEY_MAX], fence[SLK_KEY_MAX], record[SLK_KEY_MAX], holds[SLK_KEY_MAX];
-    char member[2 * SLK_MAX_ID_LEN + 2];
     char ver[24], expires[24], record_expires[24];
     char start[24], end[24], created[24], price[24], ufirst[24], umin[16], ucount[16];
     unsigned char sid[SLK_SESSION_BYTES];
@@ -334,12 +333,11 @@ static int eval_hold(struct create_op *op)
     struct hold_args a;
     a.n = 0;
     hold_numbers(&a, b, op->ins_version);
-    snprintf(a.member, sizeof(a.member), "%s/%s", b->instructor, b->uuid);
     hold_arg(&a, a.ver, strlen(a.ver));
     hold_arg(&a, a.expires, strlen(a.expires));
     hold_arg(&a, a.record_expires, strlen(a.record_expires));
     hold_arg(&a, a.start, strlen(a.start));
-    hold_arg(&a, a.member, strlen(a.member));
+    hold_arg(&a, b->uuid, strlen(b->uuid)); /* the instructor's own listing: the key names the instructor */
     hold_fields(&a, b);
 
     size_t nkeys = HOLD_FIXED_KEYS + (size_t)b->unit_count;

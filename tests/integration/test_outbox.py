@@ -263,17 +263,23 @@ def test_ended_holds_leave_the_listing_indexes():
     # the instructor's and the student's listing indexes without anyone asking for a listing, and a student's
     # index goes away with its last hold: a student who held once and never listed costs Redis nothing.
     srv = shared()
-    ins = srv.put_instructor(hold_seconds=2)
+    ins = srv.put_instructor(hold_seconds=3)
+    index = f"slk:{{{ins}}}:holds"
     lapsed = srv.hold(ins, *slot(9, 10))
+    # Listed as servers before the short member listed it, '<instructor>/<uuid>' (3 s before it can lapse).
+    score = redis_cli("ZSCORE", index, lapsed.uuid)
+    eq(redis_cli("ZREM", index, lapsed.uuid), "1", "a hold is listed by its uuid")
+    redis_cli("ZADD", index, score, f"{ins}/{lapsed.uuid}")
     paid = srv.hold(ins, *slot(9, 12))
     cancelled = srv.hold(ins, *slot(9, 14))
+    listed = set(redis_cli("ZRANGE", index, "0", "-1").split())
+    check(listed <= {f"{ins}/{lapsed.uuid}", paid.uuid, cancelled.uuid} and cancelled.uuid in listed,
+          f"the instructor's index while the holds live: {listed}")
     live = srv.put_instructor()
     kept = srv.hold(live, *slot(9, 16))
     paid.confirm()
     with srv.client() as c:
         expect_ok(c.post(f"/api/v1/bookings/{cancelled.uuid}/cancel", {}, token=cancelled.student_token), 200)
-    index = f"slk:{{{ins}}}:holds"
-    eq(redis_cli("ZCARD", index), "3", "the three holds are listed while they live")
     # A claimed expiry check that is lost comes due again after its 30 s lease.
     try:
         wait_until(lambda: redis_cli("ZCARD", index) == "0", 45, what="ended holds unlisted for their instructor")
@@ -283,7 +289,7 @@ def test_ended_holds_leave_the_listing_indexes():
         fail(f"still listed: {left}; their expiry checks (due at, ms): {due}; now {int(time.time() * 1000)}")
     for h in (lapsed, paid, cancelled):
         eq(redis_cli("EXISTS", f"slk:stu:{{{h.student}}}:holds"), "0", f"{h.student}'s listing index is gone")
-    eq(redis_cli("ZSCORE", f"slk:{{{live}}}:holds", f"{live}/{kept.uuid}") != "", True, "a live hold stays listed")
+    check(redis_cli("ZSCORE", f"slk:{{{live}}}:holds", kept.uuid) != "", "a live hold stays listed")
     eq(redis_cli("EXISTS", f"slk:stu:{{{kept.student}}}:holds"), "1", "and so does its student's index")
 
 

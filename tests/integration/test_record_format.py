@@ -1,10 +1,12 @@
 """What a hold leaves in Redis, and holds an earlier version left there.
 
-A held unit carries its hold's fencing token and the record leaves out the
-uuid and instructor its key already names: that is what keeps a live hold
-near 1 KiB of Redis (bench/README.md). Servers before that wrote units as
-'H:<uuid>' and kept both fields; while a deployment rolls, such holds must be
-served, extended, paid and cancelled like any other."""
+A held unit carries its hold's fencing token, the record leaves out the
+uuid and instructor its key already names, and the instructor's listing
+names the hold by uuid alone: that is what keeps a live hold near 1 KiB of
+Redis (bench/README.md). Servers before that wrote units as 'H:<uuid>',
+kept both fields and listed '<instructor>/<uuid>'; while a deployment rolls,
+such holds must be served, listed, extended, paid and cancelled like any
+other."""
 
 import time
 
@@ -38,6 +40,10 @@ def _as_earlier_version(h):
     """Rewrites a hold the way servers before the fencing-token units stored it."""
     for key in _unit_keys(h):
         eq(redis_cli("SET", key, f"H:{h.uuid}", "XX", "KEEPTTL"), "OK", f"rewrite {key}")
+    index = f"slk:{{{h.instructor}}}:holds"
+    score = redis_cli("ZSCORE", index, h.uuid)
+    eq(redis_cli("ZREM", index, h.uuid), "1", "the instructor's listing names the hold by uuid")
+    redis_cli("ZADD", index, score, f"{h.instructor}/{h.uuid}")
     redis_cli("HSET", _record_key(h), "uuid", h.uuid, "instructor", h.instructor, "session",
               h.data["payment_session_id"])
     redis_cli("HDEL", _record_key(h), "sid")
@@ -99,6 +105,8 @@ def test_hold_from_earlier_version_is_served():
        ("payment_required", ins, 40, h.data["payment_session_id"]), "read as before")
     expect_error(srv.try_hold(ins, start, end), 409, "slot_unavailable")
     with srv.client() as c:
+        listed = expect_ok(c.get(f"/api/v1/bookings?instructor_uuid={ins}", token=srv.admin()), 200)["items"]
+        eq([b["uuid"] for b in listed], [h.uuid], "the instructor's listing still finds it")
         r = c.get(f"/api/v1/instructors/{ins}/availability?from={start[:10]}&to={start[:10]}&include_held=true",
                   token=srv.admin())
         states = {s["start_time"]: s["state"] for s in expect_ok(r, 200)["slots"]}

@@ -280,6 +280,19 @@ static void test_session_pack(void **state)
     assert_int_equal(slk_booking_from_hash(&got, &h.top, "ins-1", b.uuid), 0);
     assert_string_equal(got.session, "cs_test_other_shape");
     slk_booking_clear(&got);
+
+    /* A damaged 'sid' costs the session id, not the hold: it stays readable (expiry, cancel, listing). */
+    struct hold_args d = {.n = 0};
+    hold_numbers(&d, &b, 1);
+    hold_field(&d, "status", "payment_required");
+    hold_field(&d, "sid", "short");
+    hold_field(&d, "umin", "15");
+    hold_field(&d, "ucount", "1");
+    fake_hash_from(&h, &d, 0);
+    assert_int_equal(slk_booking_from_hash(&got, &h.top, "ins-1", b.uuid), 0);
+    assert_string_equal(got.session, "");
+    assert_string_equal(got.status, "payment_required");
+    slk_booking_clear(&got);
 }
 
 int main(void)
