@@ -32,20 +32,24 @@ if ver ~= ARGV[1] then
     return {'STALE', ver, redis.call('HGET', KEYS[1], 'cfg')}
 end
 
-local first, last
-local lapse = -1
-for i = 5, #KEYS do
-    local ttl = redis.call('PTTL', KEYS[i])
-    if ttl ~= -2 then
-        first = first or (i - 5)
-        last = i - 5
-        if ttl >= 0 and (lapse < 0 or ttl < lapse) then
-            lapse = ttl
+-- One EXISTS over all units answers the common case (all free) in one call;
+-- only a refusal looks at each unit.
+if redis.call('EXISTS', unpack(KEYS, 5)) > 0 then
+    local first, last
+    local lapse = -1
+    for i = 5, #KEYS do
+        local ttl = redis.call('PTTL', KEYS[i])
+        if ttl ~= -2 then
+            first = first or (i - 5)
+            last = i - 5
+            if ttl >= 0 and (lapse < 0 or ttl < lapse) then
+                lapse = ttl
+            end
         end
     end
-end
-if first then
-    return {'TAKEN', first, last, lapse}
+    if first then
+        return {'TAKEN', first, last, lapse}
+    end
 end
 
 local fence = redis.call('INCR', KEYS[2])
