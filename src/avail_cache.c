@@ -1,5 +1,4 @@
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,48 +17,50 @@ static uint32_t hash_bytes(const char *s, size_t len)
     return slk_fnv1a(SLK_FNV1A_INIT, s, len);
 }
 
-void slk_avail_gen_bump(const char *tag, size_t len)
+/* Two tables of the same shape: availability replies (any unit change) and kept refusals (units freed). */
+
+static void table_bump(_Atomic uint32_t *table, const char *tag, size_t len)
 {
-    atomic_fetch_add_explicit(&generations[hash_bytes(tag, len) % GEN_SLOTS], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&table[hash_bytes(tag, len) % GEN_SLOTS], 1, memory_order_relaxed);
 }
 
-/* The hash tag of "slk:{i}:…"; false without one. */
-static bool key_tag(const char *key, size_t len, const char **tag, size_t *tag_len)
+/* Bumps the entry of the hash tag of "slk:{i}:…"; a key without one bumps nothing. */
+static void table_bump_key(_Atomic uint32_t *table, const char *key, size_t len)
 {
     const char *open = memchr(key, '{', len);
     const char *close = open != NULL ? memchr(open + 1, '}', len - (size_t)(open + 1 - key)) : NULL;
-    if (close == NULL || close == open + 1)
-        return false;
-    *tag = open + 1;
-    *tag_len = (size_t)(close - open - 1);
-    return true;
+    if (close != NULL && close > open + 1)
+        table_bump(table, open + 1, (size_t)(close - open - 1));
+}
+
+static uint32_t table_get(_Atomic uint32_t *table, const char *instructor)
+{
+    return atomic_load_explicit(&table[hash_bytes(instructor, strlen(instructor)) % GEN_SLOTS], memory_order_relaxed);
+}
+
+void slk_avail_gen_bump(const char *tag, size_t len)
+{
+    table_bump(generations, tag, len);
 }
 
 void slk_avail_gen_bump_key(const char *key, size_t len)
 {
-    const char *tag;
-    size_t tag_len;
-    if (key_tag(key, len, &tag, &tag_len))
-        slk_avail_gen_bump(tag, tag_len);
+    table_bump_key(generations, key, len);
 }
 
 uint32_t slk_avail_gen(const char *instructor)
 {
-    return atomic_load_explicit(&generations[hash_bytes(instructor, strlen(instructor)) % GEN_SLOTS],
-                                memory_order_relaxed);
+    return table_get(generations, instructor);
 }
 
 void slk_freed_gen_bump(const char *tag, size_t len)
 {
-    atomic_fetch_add_explicit(&freed_generations[hash_bytes(tag, len) % GEN_SLOTS], 1, memory_order_relaxed);
+    table_bump(freed_generations, tag, len);
 }
 
 void slk_freed_gen_bump_key(const char *key, size_t len)
 {
-    const char *tag;
-    size_t tag_len;
-    if (key_tag(key, len, &tag, &tag_len))
-        slk_freed_gen_bump(tag, tag_len);
+    table_bump_key(freed_generations, key, len);
 }
 
 void slk_freed_gen_bump_all(void)
@@ -70,9 +71,7 @@ void slk_freed_gen_bump_all(void)
 /* Both parts only grow, so their sum moves whenever either does. */
 uint32_t slk_freed_gen(const char *instructor)
 {
-    return atomic_load_explicit(&freed_generations[hash_bytes(instructor, strlen(instructor)) % GEN_SLOTS],
-                                memory_order_relaxed) +
-           atomic_load_explicit(&freed_epoch, memory_order_relaxed);
+    return table_get(freed_generations, instructor) + atomic_load_explicit(&freed_epoch, memory_order_relaxed);
 }
 
 struct entry {
