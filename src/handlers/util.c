@@ -64,24 +64,27 @@ bool slk__on_grid(const struct slk_instructor_entry *e, int64_t t)
     return lt.second == 0 && (lt.hour * 60 + lt.minute) % e->ins.granularity_minutes == 0;
 }
 
-char *slk__slot_unavailable_body(int64_t from_ms, int64_t to_ms)
+#define SLOT_UNAVAILABLE_CODE "slot_unavailable"
+#define SLOT_UNAVAILABLE_MESSAGE "The requested time is already held or booked"
+
+static json_t *slot_unavailable_details(int64_t from_ms, int64_t to_ms)
 {
     char from[32], to[32];
     slk_time_format_rfc3339(from_ms, from);
     slk_time_format_rfc3339(to_ms, to);
-    return slk_error_body(409, "slot_unavailable", "The requested time is already held or booked",
-                          json_pack("{s:s, s:s}", "start_time", from, "end_time", to));
+    return json_pack("{s:s, s:s}", "start_time", from, "end_time", to);
+}
+
+char *slk__slot_unavailable_body(int64_t from_ms, int64_t to_ms)
+{
+    return slk_error_body(409, SLOT_UNAVAILABLE_CODE, SLOT_UNAVAILABLE_MESSAGE,
+                          slot_unavailable_details(from_ms, to_ms));
 }
 
 void slk__reply_slot_unavailable(struct slk_request *req, int64_t from_ms, int64_t to_ms)
 {
-    char *body = slk__slot_unavailable_body(from_ms, to_ms);
-    if (body == NULL) {
-        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
-        return;
-    }
-    slk_reply_rendered(req, 409, body, strlen(body));
-    free(body);
+    slk_reply_error(req, 409, SLOT_UNAVAILABLE_CODE, SLOT_UNAVAILABLE_MESSAGE,
+                    slot_unavailable_details(from_ms, to_ms));
 }
 
 bool slk__is_admin(const struct slk_request *req)
