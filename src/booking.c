@@ -1,8 +1,12 @@
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "slk/auth.h"
 #include "slk/booking.h"
 #include "slk/instructor.h"
 #include "slk/timeutil.h"
@@ -46,13 +50,10 @@ static char *dup_or_null(const char *s, size_t len)
 #define SESSION_PREFIX "sess_"
 #define SESSION_PREFIX_LEN (sizeof(SESSION_PREFIX) - 1)
 
-static int hex_value(char c)
+/* Lower case only: an upper-case id would not come back the same from its bytes. */
+static int lower_hex_value(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
+    return isupper((unsigned char)c) ? -1 : OPENSSL_hexchar2int((unsigned char)c);
 }
 
 int slk_session_pack(const char *session, unsigned char out[SLK_SESSION_BYTES])
@@ -62,7 +63,7 @@ int slk_session_pack(const char *session, unsigned char out[SLK_SESSION_BYTES])
         return SLK_EINVAL;
     const char *hex = session + SESSION_PREFIX_LEN;
     for (size_t i = 0; i < SLK_SESSION_BYTES; i++) {
-        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        int hi = lower_hex_value(hex[2 * i]), lo = lower_hex_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return SLK_EINVAL;
         out[i] = (unsigned char)(hi << 4 | lo);
@@ -73,18 +74,13 @@ int slk_session_pack(const char *session, unsigned char out[SLK_SESSION_BYTES])
 /* A damaged 'sid' leaves the session empty rather than the whole hold unreadable (its expiry, cancel, listing). */
 static int session_unpack(char *dst, size_t cap, const char *v, size_t vlen)
 {
-    static const char digits[] = "0123456789abcdef";
     if (vlen != SLK_SESSION_BYTES || cap < SESSION_PREFIX_LEN + 2 * SLK_SESSION_BYTES + 1) {
         dst[0] = '\0';
         return 0;
     }
     memcpy(dst, SESSION_PREFIX, SESSION_PREFIX_LEN);
-    char *p = dst + SESSION_PREFIX_LEN;
-    for (size_t i = 0; i < vlen; i++) {
-        *p++ = digits[(unsigned char)v[i] >> 4];
-        *p++ = digits[(unsigned char)v[i] & 0x0f];
-    }
-    *p = '\0';
+    slk_hex_encode(dst + SESSION_PREFIX_LEN, (const unsigned char *)v, vlen);
+    dst[SESSION_PREFIX_LEN + 2 * vlen] = '\0';
     return 0;
 }
 

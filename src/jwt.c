@@ -10,7 +10,6 @@
 
 /* Bearer tokens we mint are ~200 bytes; anything near this cap is an attack or a mistake. */
 #define JWT_MAX_LEN 4096
-#define JWT_MAC_LEN 32
 
 static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -163,14 +162,14 @@ static bool header_ok(const char *seg, size_t len)
 static bool signature_ok(struct slk_hmac *key, const char *token, size_t signed_len, const char *sig, size_t sig_len)
 {
     unsigned char given[JWT_MAX_LEN];
-    unsigned char want[JWT_MAC_LEN];
+    unsigned char want[SLK_HMAC_LEN];
     size_t given_len = 0;
 
-    if (b64url_decode(sig, sig_len, given, &given_len) != 0 || given_len != JWT_MAC_LEN)
+    if (b64url_decode(sig, sig_len, given, &given_len) != 0 || given_len != SLK_HMAC_LEN)
         return false;
     if (slk_hmac_sha256(key, token, signed_len, NULL, 0, want) != 0)
         return false;
-    return CRYPTO_memcmp(given, want, JWT_MAC_LEN) == 0;
+    return CRYPTO_memcmp(given, want, SLK_HMAC_LEN) == 0;
 }
 
 static int claims_check(json_t *claims, int64_t now, struct slk_identity *out)
@@ -254,7 +253,7 @@ static int append_segment(char *buf, size_t cap, size_t *n, const char *json, si
 
 char *slk_jwt_sign(const char *sub, enum slk_role role, int64_t exp, const unsigned char *secret, size_t secret_len)
 {
-    unsigned char mac[JWT_MAC_LEN];
+    unsigned char mac[SLK_HMAC_LEN];
     json_t *claims = NULL;
     char *payload = NULL;
     char *token = NULL;

@@ -23,7 +23,7 @@ int slk_random_bytes(void *buf, size_t len)
     return 0;
 }
 
-static void hex_encode(char *out, const unsigned char *in, size_t len)
+void slk_hex_encode(char *out, const unsigned char *in, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         out[2 * i] = hex_digits[in[i] >> 4];
@@ -47,7 +47,7 @@ int slk_uuid_v4(char out[37])
     for (size_t g = 0; g < SLK_ARRAY_SIZE(groups); g++) {
         if (g > 0)
             *p++ = '-';
-        hex_encode(p, b + off, groups[g]);
+        slk_hex_encode(p, b + off, groups[g]);
         p += 2 * groups[g];
         off += groups[g];
     }
@@ -84,7 +84,7 @@ int slk_random_token(char *out, size_t outlen, const char *prefix)
         return rc;
     if (plen > 0)
         memcpy(out, prefix, plen);
-    hex_encode(out + plen, b, sizeof(b));
+    slk_hex_encode(out + plen, b, sizeof(b));
     out[plen + 2 * sizeof(b)] = '\0';
     return 0;
 }

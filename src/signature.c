@@ -7,8 +7,7 @@
 #include "slk/auth.h"
 
 #define SIG_MAX_HEADER 1024
-#define SIG_MAC_LEN 32
-#define SIG_HEX_LEN (2 * SIG_MAC_LEN)
+#define SIG_HEX_LEN (2 * SLK_HMAC_LEN)
 /* 12 digits reach the year 33658; longer timestamps are garbage, not clock skew. */
 #define SIG_MAX_T_DIGITS 12
 /* Several v1 values let the sender rotate secrets; more than a few is abuse. */
@@ -19,7 +18,7 @@ struct sig_header {
     const char *t;
     size_t t_len;
     int64_t t_value;
-    unsigned char v1[SIG_MAX_V1][SIG_MAC_LEN];
+    unsigned char v1[SIG_MAX_V1][SLK_HMAC_LEN];
     size_t n_v1;
 };
 
@@ -49,7 +48,7 @@ static int parse_v1(struct sig_header *h, const char *v, size_t len)
     if (h->n_v1 == SIG_MAX_V1 || len != SIG_HEX_LEN)
         return SLK_EAUTH;
     unsigned char *mac = h->v1[h->n_v1];
-    for (size_t i = 0; i < SIG_MAC_LEN; i++) {
+    for (size_t i = 0; i < SLK_HMAC_LEN; i++) {
         int hi = OPENSSL_hexchar2int((unsigned char)v[2 * i]);
         int lo = OPENSSL_hexchar2int((unsigned char)v[2 * i + 1]);
         if (hi < 0 || lo < 0)
@@ -127,7 +126,7 @@ static int parse_header(struct sig_header *h, const char *s, size_t len)
 
 /* HMAC-SHA256(secret, "<t>.<body>"), with t exactly as the sender wrote it (at most SIG_MAX_T_DIGITS digits). */
 static int compute_mac(const unsigned char *secret, size_t secret_len, const char *t, size_t t_len, const char *body,
-                       size_t body_len, unsigned char mac[SIG_MAC_LEN])
+                       size_t body_len, unsigned char mac[SLK_HMAC_LEN])
 {
     char prefix[SIG_MAX_T_DIGITS + 2];
     if (t_len > SIG_MAX_T_DIGITS)
@@ -144,7 +143,7 @@ int slk_signature_verify(const char *header, size_t header_len, const char *body
                          const unsigned char *secret, size_t secret_len, int64_t now)
 {
     struct sig_header h;
-    unsigned char want[SIG_MAC_LEN];
+    unsigned char want[SLK_HMAC_LEN];
     int match = 0;
 
     if (secret == NULL || secret_len == 0 || (body == NULL && body_len > 0))
@@ -155,7 +154,7 @@ int slk_signature_verify(const char *header, size_t header_len, const char *body
         return SLK_EAUTH;
     /* Check every candidate, not just up to the first hit, so timing does not reveal which one matched. */
     for (size_t i = 0; i < h.n_v1; i++)
-        match |= CRYPTO_memcmp(h.v1[i], want, SIG_MAC_LEN) == 0;
+        match |= CRYPTO_memcmp(h.v1[i], want, SLK_HMAC_LEN) == 0;
     if (!match)
         return SLK_EAUTH;
 
@@ -174,8 +173,7 @@ int slk_signature_make(char *out, size_t outlen, const char *body, size_t body_l
                        size_t secret_len, int64_t now)
 {
     char t[24];
-    unsigned char mac[SIG_MAC_LEN];
-    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[SLK_HMAC_LEN];
 
     if (out == NULL || now < 0 || secret == NULL || secret_len == 0 || (body == NULL && body_len > 0))
         return SLK_EINVAL;
@@ -190,10 +188,7 @@ int slk_signature_make(char *out, size_t outlen, const char *body, size_t body_l
         return SLK_EINVAL;
 
     char *p = out + snprintf(out, outlen, "t=%s,v1=", t);
-    for (size_t i = 0; i < SIG_MAC_LEN; i++) {
-        *p++ = hex[mac[i] >> 4];
-        *p++ = hex[mac[i] & 0x0f];
-    }
-    *p = '\0';
+    slk_hex_encode(p, mac, sizeof(mac));
+    p[SIG_HEX_LEN] = '\0';
     return 0;
 }

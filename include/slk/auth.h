@@ -83,6 +83,8 @@ int slk_uuid_v4(char out[37]) SLK_MUST_CHECK;
 int slk_uuid_valid(const char *s, size_t len);
 /* The canonical (lower-case) form of a valid uuid, as bookings and blocks are stored under it. */
 void slk_uuid_canonical(const char *uuid, char out[37]);
+/* 2 * len lower-case hex digits of in at out (no terminator). */
+void slk_hex_encode(char *out, const unsigned char *in, size_t len);
 /* prefix + 32 random hex chars, into out (needs strlen(prefix)+33). */
 int slk_random_token(char *out, size_t outlen, const char *prefix) SLK_MUST_CHECK;
 /* ^[A-Za-z0-9._:-]{1,64}$ */
