@@ -6,10 +6,18 @@ missing. slotbench is found next to the slotlockd under test
 
 import json
 import os
+import re
 import secrets
+import signal
 import subprocess
+import sys
+import time
 
-from harness import (Server, WORKDIR, check, eq, fail, psql, slotlockd_path, timeout, touch)
+from harness import (Server, WORKDIR, check, eq, fail, psql, redis_cli, slotlockd_path, timeout, touch)
+
+BENCH_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench")
+sys.path.insert(0, BENCH_DIR)
+from cpu_watch import cost_of  # noqa: E402
 
 _srv = None
 
@@ -191,3 +199,59 @@ def test_usage_errors_exit_2():
     for word in ("burst", "steady", "mixed", "hot-reject", "livez", "--rate", "--json", "--plot",
                  "--baseline", "JWT_SECRET", "PAYMENT_WEBHOOK_SECRET"):
         check(word in p.stdout, f"--help mentions {word}")
+
+
+def sample(t, cpu, n):
+    return {"t": t, "cpu": {"redis": cpu, "slotlockd": 2 * cpu}, "n": {"granted": n}}
+
+
+def test_cpu_cost_counts_only_the_seconds_the_work_moved():
+    """bench/compare's per-hold CPU: set-up before the first hold and follow-up after the last are left out."""
+    samples = [sample(0, 0.0, 0), sample(1, 0.9, 0)]  # set-up: CPU but no holds
+    # The run: 1,000 holds a second, 0.2 CPU-seconds of Redis a second (200 us a hold).
+    samples += [sample(1 + i, 0.9 + 0.2 * i, 1000 * i) for i in range(1, 6)]
+    samples += [sample(7, 2.5, 5000), sample(8, 3.5, 5000)]  # follow-up and audit: CPU, no new holds
+    c = cost_of(samples, "granted")
+    check(c is not None, "a cost for five seconds of holds")
+    eq(c["units"], 3000, "holds inside the window (whole intervals only)")
+    check(abs(c["us_per_unit"]["redis"] - 200.0) < 1e-6, f"Redis us per hold: {c}")
+    check(abs(c["us_per_unit"]["slotlockd"] - 400.0) < 1e-6, f"slotlockd us per hold: {c}")
+    check(abs(c["busy"]["redis"] - 0.2) < 1e-9 and abs(c["units_per_s"] - 1000) < 1e-9, f"rates: {c}")
+    eq(cost_of(samples[:3], "granted"), None, "no cost from under two intervals of work")
+    eq(cost_of([sample(i, i, 0) for i in range(5)], "granted"), None, "no cost when nothing was done")
+    eq(cost_of([{"t": 0, "cpu": {}, "n": {}}], "granted"), None, "no cost without the counter")
+    # A failed scrape (no counters) in the middle is skipped, not read as a restart from zero.
+    gap = samples[:4] + [{"t": 3.5, "cpu": {"redis": 9.0, "slotlockd": 9.0}, "n": {}}] + samples[4:]
+    eq(cost_of(gap, "granted"), c, "a sample without counters changes nothing")
+
+
+@timeout(90)
+def test_cpu_watch_charges_livez_answers_to_slotlockd():
+    srv = server()
+    redis_pid = int(re.search(r"process_id:(\d+)", redis_cli("INFO", "server")).group(1))
+    data_dir = psql("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
+    with open(os.path.join(data_dir, "postmaster.pid")) as f:
+        pg_pid = int(f.readline())
+    out = os.path.join(WORKDIR, f"cpu-{secrets.token_hex(4)}.jsonl")
+    watch = subprocess.Popen([sys.executable, os.path.join(BENCH_DIR, "cpu_watch.py"), out, "--redis-pid",
+                              str(redis_pid), "--redis-port", str(srv.env()["REDIS_URL"].rsplit(":", 1)[1]),
+                              "--slotlockd-pid", str(srv.proc.pid), "--pg-pid", str(pg_pid), "--metrics",
+                              f"http://127.0.0.1:{srv.port}/metrics", "--interval", "0.1"])
+    try:
+        time.sleep(0.5)
+        run_ok("livez", "--requests", "100000", "--duration", "3", "--connections", "8", audited=False)
+        time.sleep(0.5)
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        watch.wait(10)
+    with open(out) as f:
+        samples = [json.loads(line) for line in f]
+    check(len(samples) >= 20, f"samples every 0.1 s over 4 s: {len(samples)}")
+    c = cost_of(samples, "livez")
+    check(c is not None, f"a cost for the /livez run: {samples[:3]} ... {samples[-3:]}")
+    check(c["units"] > 1000 and c["units_per_s"] > 300, f"/livez answers counted: {c}")
+    # slotlockd answered them: it used CPU for each; Redis and PostgreSQL did next to nothing per answer.
+    check(0 < c["us_per_unit"]["slotlockd"] < 10000, f"slotlockd CPU per /livez answer: {c}")
+    check(c["busy"]["slotlockd"] > 0.05, f"slotlockd was busy: {c}")
+    check(c["us_per_unit"]["slotbench"] > 0, f"the load generator's CPU is counted: {c}")
+    check(c["us_per_unit"]["redis"] < c["us_per_unit"]["slotlockd"], f"Redis is not charged the answers: {c}")
