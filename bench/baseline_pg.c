@@ -654,6 +654,7 @@ int bench_baseline_pg_rowlock(const struct bench_pg_options *o, struct bench_res
     if (!reset_table(admin, o->slots) || open_sessions(&run, n) != 0)
         goto fail;
     out->connections = run.nsessions;
+    out->users = -1;
 
     double bound = o->max_seconds > 0 && o->max_seconds < BENCH_MAX_SECONDS ? o->max_seconds : BENCH_MAX_SECONDS;
     run.t0_us = run.last_done_us = now_us();

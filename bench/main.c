@@ -28,7 +28,7 @@ struct cli {
     int pg_connections;
     bool audit_only;
     /* which options were given, so the scenario's defaults fill the rest */
-    bool has_connections, has_requests, has_seconds, has_slots, has_instructors;
+    bool has_connections, has_requests, has_seconds, has_slots, has_instructors, has_users;
 };
 
 static void usage(FILE *out)
@@ -70,6 +70,9 @@ static void usage(FILE *out)
           "\n"
           "Shape:\n"
           "  --slots K                 hot slots (burst 10, hot-reject 4; at most 1024)\n"
+          "  --users N                 burst, hot-reject: the students the attempts come from, each clicking\n"
+          "                            again and again (default: one per connection, \"C clients fire\");\n"
+          "                            0 = a new student for every attempt (every token verified afresh)\n"
           "  --instructors N           instructors for steady and mixed (default 200)\n"
           "  --hold-seconds S          hold_seconds of the bench's instructors (default 60)\n"
           "  --expire-hold-seconds S   hold_seconds of the instructors whose holds are left to expire (default 3)\n"
@@ -82,9 +85,10 @@ static void usage(FILE *out)
           "\n",
           out);
     fputs("Credentials and services (flags win over the environment):\n"
-          "  --jwt-secret S            env JWT_SECRET: slotbench mints its own HS256 tokens: an admin to\n"
-          "                            create instructors, and a fresh student per hold attempt (so the\n"
-          "                            server's per-student hold cap and rate limit never decide a result)\n"
+          "  --jwt-secret S            env JWT_SECRET: slotbench mints its own HS256 tokens: an admin per\n"
+          "                            instructor, a fresh student per steady or mixed hold, and --users\n"
+          "                            students for burst and hot-reject (run the server with its hold cap\n"
+          "                            and rate limit raised, or they decide results)\n"
           "  --webhook-secret S        env PAYMENT_WEBHOOK_SECRET: signs payment callbacks\n"
           "  --database-url URL        env DATABASE_URL: Postgres for the audit\n"
           "  --redis-url URL           env REDIS_URL: Redis for the audit (redis://[:pw@]host:port[/db])\n"
@@ -196,6 +200,7 @@ enum {
     OPT_CONNECT,
     OPT_SLOTS,
     OPT_INSTRUCTORS,
+    OPT_USERS,
     OPT_HOLD,
     OPT_EXPIRE_HOLD,
     OPT_SLOT_MINUTES,
@@ -227,6 +232,7 @@ static const struct option long_opts[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT},
     {"slots", required_argument, NULL, OPT_SLOTS},
     {"instructors", required_argument, NULL, OPT_INSTRUCTORS},
+    {"users", required_argument, NULL, OPT_USERS},
     {"hold-seconds", required_argument, NULL, OPT_HOLD},
     {"expire-hold-seconds", required_argument, NULL, OPT_EXPIRE_HOLD},
     {"slot-minutes", required_argument, NULL, OPT_SLOT_MINUTES},
@@ -279,6 +285,9 @@ static int parse_option(struct cli *c, int opt, const char *arg)
     case OPT_INSTRUCTORS:
         c->has_instructors = true;
         return parse_int("--instructors", arg, 1, 1000000, &o->instructors);
+    case OPT_USERS:
+        c->has_users = true;
+        return parse_int("--users", arg, 0, 10000000, &o->users);
     case OPT_HOLD:
         return parse_int("--hold-seconds", arg, 1, 86400, &o->hold_seconds);
     case OPT_EXPIRE_HOLD:
@@ -380,6 +389,8 @@ static int scenario_defaults(struct cli *c)
         o->seconds = burst ? 60 : 30;
     if (!c->has_slots)
         o->slots = burst ? 10 : 4;
+    if (!c->has_users)
+        o->users = o->connections;
     if (o->slot_minutes % 15 != 0)
         return bad("--slot-minutes (a multiple of 15)", "");
     if (o->confirm_pct + o->cancel_pct + o->expire_pct > 100) {

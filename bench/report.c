@@ -49,6 +49,10 @@ void bench_report_print(FILE *out, const struct bench_result *r)
         return;
     }
     fprintf(out, "  connections      %d\n", r->connections);
+    if (r->users > 0)
+        fprintf(out, "  users            %d, each attempting again and again\n", r->users);
+    else if (r->users == 0)
+        fprintf(out, "  users            a new one for every attempt\n");
     if (r->rate > 0)
         fprintf(out, "  target rate      %.0f req/s (latency from intended send time)\n", r->rate);
     else
@@ -107,8 +111,9 @@ static json_t *result_json(const struct bench_result *r)
     }
     json_t *followup = json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)r->followup_requests, "ok",
                                  (json_int_t)r->followup_ok, "failed", (json_int_t)r->followup_failed);
-    return json_pack("{s:s, s:s, s:i, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:o, s:o, s:o, s:o}", "scenario", r->scenario,
-                     "target", r->target, "connections", r->connections, "rate", r->rate, "requests",
+    return json_pack("{s:s, s:s, s:i, s:o, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:o, s:o, s:o, s:o}", "scenario",
+                     r->scenario, "target", r->target, "connections", r->connections, "users",
+                     r->users >= 0 ? json_integer(r->users) : json_null(), "rate", r->rate, "requests",
                      (json_int_t)r->requests, "successes", (json_int_t)r->successes, "errors", (json_int_t)r->errors,
                      "seconds", r->seconds, "requests_per_s", per_second(r->requests, r->seconds), "successes_per_s",
                      per_second(r->successes, r->seconds), "latency_us", latency_json(&r->latency), "status", status,

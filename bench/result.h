@@ -33,6 +33,7 @@ struct bench_result {
     char scenario[32]; /* "burst", "steady", "mixed", "hot-reject", "livez" */
     char target[32];   /* "slotlock" or "pg-rowlock" */
     int connections;
+    int users;          /* burst, hot-reject: students clicking again and again; 0 = one per attempt; -1 = n/a */
     double rate;        /* requested rate, 0 = closed loop */
     uint64_t requests;  /* replies received (any status) */
     uint64_t successes; /* the scenario's idea of success (holds: 201) */

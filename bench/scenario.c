@@ -41,6 +41,7 @@ struct ctx {
     char course[64];
     int64_t exp, base_min;
     uint64_t rng, seq, mixed_holds;
+    uint64_t clicks; /* attempts on hot slots so far (next_clicker) */
     int instructors, expire_instructors;
     struct hold *holds;
     size_t n_holds, cap_holds;
@@ -303,10 +304,9 @@ static int followup(struct ctx *x, int connections)
 
 /* ---- burst ---- */
 
-/* A hold on hot slot k by a fresh student; r->a is the slot, r->b the student. */
-static int hot_hold_request(struct ctx *x, struct bench_request *r, int k)
+/* A hold on hot slot k by a student; r->a is the slot, r->b the student. */
+static int hot_hold_request(struct ctx *x, struct bench_request *r, int k, uint64_t student)
 {
-    uint64_t student = x->seq++;
     if (hold_request(x, r, 0, hot_start(x, k), student) != 0)
         return -1;
     r->a = (uint64_t)k;
@@ -314,10 +314,22 @@ static int hot_hold_request(struct ctx *x, struct bench_request *r, int k)
     return 0;
 }
 
+/*
+ * The student behind the next attempt on a hot slot: one of --users students
+ * who click again and again, as a stampede's clients do, or a new one every
+ * time (--users 0). Numbered from --slots up: hot-reject's setup holders
+ * come first.
+ */
+static uint64_t next_clicker(struct ctx *x)
+{
+    uint64_t n = x->clicks++;
+    return (uint64_t)x->o->slots + (x->o->users > 0 ? n % (uint64_t)x->o->users : n);
+}
+
 static int burst_prepare(void *ud, struct bench_request *r)
 {
     struct ctx *x = ud;
-    return hot_hold_request(x, r, (int)(next_rand(x) % (uint64_t)x->o->slots));
+    return hot_hold_request(x, r, (int)(next_rand(x) % (uint64_t)x->o->slots), next_clicker(x));
 }
 
 static void burst_reply(void *ud, const struct bench_request *r, int status, const char *body, size_t len)
@@ -338,7 +350,8 @@ static int hot_setup_prepare(void *ud, struct bench_request *r)
     struct ctx *x = ud;
     if (x->seq >= (uint64_t)x->o->slots)
         return 1;
-    return hot_hold_request(x, r, (int)x->seq);
+    uint64_t k = x->seq++;
+    return hot_hold_request(x, r, (int)k, k);
 }
 
 static void hot_setup_reply(void *ud, const struct bench_request *r, int status, const char *body, size_t len)
@@ -384,7 +397,6 @@ static int hot_setup(struct ctx *x)
     }
     /* The setup's replies are not part of the report. */
     x->res->followup_requests = x->res->followup_ok = x->res->followup_failed = 0;
-    x->seq = (uint64_t)x->o->slots;
     return 0;
 }
 
@@ -700,6 +712,7 @@ int bench_scenario_run(const struct bench_options *o, struct bench_result *res)
     snprintf(res->scenario, sizeof(res->scenario), "%s", o->scenario);
     snprintf(res->target, sizeof(res->target), "slotlock");
     res->connections = o->connections;
+    res->users = strcmp(o->scenario, "burst") == 0 || strcmp(o->scenario, "hot-reject") == 0 ? o->users : -1;
     res->rate = o->rate;
     int rc = -1;
     if (ctx_init(&x, o, res) != 0) {
@@ -730,6 +743,7 @@ int bench_scenario_audit_only(const char *database_url, const char *prefix, cons
     size_t n = 0, cap = 0;
     snprintf(res->scenario, sizeof(res->scenario), "audit");
     snprintf(res->target, sizeof(res->target), "slotlock");
+    res->users = -1;
     if (confirmed_path != NULL) {
         FILE *f = fopen(confirmed_path, "r");
         if (f == NULL) {

@@ -22,6 +22,7 @@ struct bench_options {
     double drain_seconds;
     double connect_seconds;
     int slots;       /* hot slots (burst, hot-reject) */
+    int users;       /* burst, hot-reject: students clicking again and again; 0 = a new one per attempt */
     int instructors; /* steady, mixed */
     int hold_seconds;
     int expire_hold_seconds;

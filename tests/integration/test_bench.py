@@ -117,6 +117,30 @@ def test_burst_has_exactly_one_winner_per_slot():
     check(doc["seconds"] > 0 and doc["requests_per_s"] > 0, f"rates: {doc}")
 
 
+def winners_students(prefix):
+    return psql(f"SELECT count(DISTINCT student_id) || '/' || count(*) FROM bookings "
+                f"WHERE starts_with(instructor_id, '{prefix}') AND status IN ('paid', 'confirmed')")
+
+
+@timeout(120)
+def test_burst_users_are_the_clients_that_click_again():
+    # Two students make all 200 attempts: the 5 paid winners are among them.
+    rid = run_id()
+    doc, output = run_ok("burst", "--requests", "200", "--connections", "20", "--slots", "5", "--users", "2",
+                         "--run-id", rid)
+    eq(doc["users"], 2, "users in the report")
+    eq(doc["audit"]["winners"], [1, 1, 1, 1, 1], f"winners per hot slot\n{output}")
+    distinct, paid = map(int, winners_students(f"sb-{rid}-").split("/"))
+    eq(paid, 5, "paid winners in Postgres")
+    check(1 <= distinct <= 2, f"winners came from the 2 clicking students, not {distinct}")
+    # --users 0: every attempt is a new student, so each winner is a different one.
+    rid = run_id()
+    doc, output = run_ok("burst", "--requests", "200", "--connections", "20", "--slots", "5", "--users", "0",
+                         "--run-id", rid)
+    eq(doc["users"], 0, "users in the report")
+    eq(winners_students(f"sb-{rid}-"), "5/5", "five winners, five students")
+
+
 @timeout(120)
 def test_steady_confirms_cancels_and_expiries_audited():
     rid = run_id()
@@ -186,9 +210,8 @@ def test_audit_fails_when_a_confirmation_is_missing():
 
 def test_usage_errors_exit_2():
     path = slotbench_path()
-    for args in (["nosuch"], ["burst", "--requests", "0"], ["burst", "--bogus"], [], ["steady", "--baseline",
-                                                                                        "pg-rowlock"],
-                 ["burst", "--url", "ftp://x"], ["audit"]):
+    for args in (["nosuch"], ["burst", "--requests", "0"], ["burst", "--users", "-1"], ["burst", "--bogus"], [],
+                 ["steady", "--baseline", "pg-rowlock"], ["burst", "--url", "ftp://x"], ["audit"]):
         p = subprocess.run([path, *args], capture_output=True, text=True, timeout=20,
                            env=dict(os.environ, JWT_SECRET="x", PAYMENT_WEBHOOK_SECRET="y",
                                     DATABASE_URL="postgresql://127.0.0.1:1/none", REDIS_URL="redis://127.0.0.1:1"))
