@@ -22,6 +22,7 @@ struct slk_pubsub;
 struct slk_avail_cache;
 struct slk_refusal_cache;
 struct slk_hold_flights;
+struct slk_hold_questions;
 struct slk_hmac;
 struct slk_outbox;
 
@@ -38,13 +39,14 @@ struct slk_worker {
     struct slk_pg_pool *pg;
     struct slk_instructor_cache *instructors;
     struct slk_token_cache *tokens;
-    struct slk_hmac *jwt_key;            /* JWT_SECRET, set up once for this thread */
-    struct slk_avail_cache *avail_cache; /* recent availability replies (avail_cache.h) */
-    struct slk_refusal_cache *refusals;  /* recent hold refusals (refusal_cache.h) */
-    struct slk_hold_flights *flights;    /* hold questions in flight (hold_flights.h) */
-    struct slk_events *events;           /* SSE clients of this loop */
-    struct slk_pubsub *pubsub;           /* their feed from Redis */
-    struct slk_outbox *outbox;           /* worker 0 only: moves, checks and delivers booking events; NULL elsewhere */
+    struct slk_hmac *jwt_key;             /* JWT_SECRET, set up once for this thread */
+    struct slk_avail_cache *avail_cache;  /* recent availability replies (avail_cache.h) */
+    struct slk_refusal_cache *refusals;   /* recent hold refusals (refusal_cache.h) */
+    struct slk_hold_questions *questions; /* recent hold bodies, parsed (hold_questions.h) */
+    struct slk_hold_flights *flights;     /* hold questions in flight (hold_flights.h) */
+    struct slk_events *events;            /* SSE clients of this loop */
+    struct slk_pubsub *pubsub;            /* their feed from Redis */
+    struct slk_outbox *outbox;            /* worker 0 only: moves, checks and delivers booking events; NULL elsewhere */
     int listen_fd;
     uint64_t drain_deadline; /* loop time (ms) after which a drain stops waiting */
     bool draining;

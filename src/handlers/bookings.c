@@ -16,6 +16,7 @@
 #include "slk/booking.h"
 #include "slk/hold_cap.h"
 #include "slk/hold_flights.h"
+#include "slk/hold_questions.h"
 #include "slk/instructor_store.h"
 #include "slk/log.h"
 #include "slk/metrics.h"
@@ -637,35 +638,32 @@ void slk_handle_booking_create(struct slk_request *req)
 
 /*
  * Whether the request can be one whose refusal is kept: whole minutes, whole
- * grid units, still ahead. A kept refusal's key then stands for exactly one
- * start and end under one settings version, which passed every other check
- * (windows, grid phase) when Redis refused it, so those need not run again.
+ * grid units. A kept refusal's key then stands for exactly one start and end
+ * under one settings version, which passed every other check (windows, grid
+ * phase) when Redis refused it, so those need not run again. Whether it is
+ * still ahead is for the caller to ask, every time.
  */
-static bool same_question_shape(struct create_op *op, const struct slk_instructor_entry *e, int64_t now)
+static bool same_question_shape(struct create_op *op, const struct slk_instructor_entry *e)
 {
     struct slk_booking *b = &op->b;
     int64_t unit_ms = (int64_t)e->ins.granularity_minutes * 60000;
     return slk__time_resolve(&op->start_in, e->tz, &b->start_ms) == 0 &&
            slk__time_resolve(&op->end_in, e->tz, &b->end_ms) == 0 && b->start_ms % 60000 == 0 &&
-           b->end_ms > b->start_ms && (b->end_ms - b->start_ms) % unit_ms == 0 && b->start_ms > now;
+           b->end_ms > b->start_ms && (b->end_ms - b->start_ms) % unit_ms == 0;
 }
 
-/*
- * The hot-slot path, run after authentication and before the rate limit: a
- * hold for exactly the units this worker was just told are taken gets the
- * same 409 again without Redis (refusal_cache.h), and one asked while the
- * same question is in flight waits for that answer (hold_flights.h).
- * Anything else goes the normal way: settings not cached here, a body the
- * handler would refuse, or an Idempotency-Key (its reply must be stored by
- * the gate).
- */
-bool slk_booking_create_refused_early(struct slk_request *req)
+/* may_book for a body already parsed, which names its student. */
+static bool may_book_as(const struct slk_request *req, const char *student)
+{
+    return slk__is_admin(req) || slk__is_student(req, student);
+}
+
+/* Parses the body into the question it asks and keeps that for the same bytes (hold_questions.h). */
+static bool parse_question(struct slk_request *req, struct slk_hold_question *q)
 {
     struct slk_worker *w = req->worker;
-    if (slk_request_header(req, "idempotency-key") != NULL)
-        return false;
     json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(body) || !may_book(req, body)) {
+    if (!json_is_object(body)) {
         json_decref(body);
         return false;
     }
@@ -675,18 +673,52 @@ bool slk_booking_create_refused_early(struct slk_request *req)
     json_decref(body);
     const struct slk_instructor_entry *e =
         bad == NULL ? slk_instructor_cache_get(w->instructors, op.b.instructor) : NULL;
-    struct slk_refusal refusal;
-    bool refused = false, parked = false;
-    if (e != NULL && same_question_shape(&op, e, slk_clock_now_ms())) {
-        struct slk_refusal_key k;
+    bool asks = e != NULL && same_question_shape(&op, e);
+    if (asks) {
         slk_booking_cover(&op.b, &e->ins);
-        refusal_key(&k, &op.b, e->ins.version);
-        refused = slk_refusal_cache_get(w->refusals, &k, (int64_t)uv_now(&w->loop), &refusal);
-        parked = !refused && slk_hold_flights_wait(w->flights, &k, req);
-        if (!refused && !parked)
-            slk_hold_flights_take_off(w->flights, &k, req);
+        refusal_key(&q->key, &op.b, e->ins.version);
+        q->start_ms = op.b.start_ms;
+        memcpy(q->student, op.b.student, sizeof(q->student));
+        slk_hold_questions_put(w->questions, req->body, req->body_len, q);
     }
     slk_booking_clear(&op.b);
+    return asks;
+}
+
+/* The question of this body: kept for its bytes under the instructor's current settings, else parsed. */
+static bool question_of(struct slk_request *req, struct slk_hold_question *q)
+{
+    struct slk_worker *w = req->worker;
+    if (slk_hold_questions_get(w->questions, req->body, req->body_len, q)) {
+        const struct slk_instructor_entry *e = slk_instructor_cache_get(w->instructors, q->key.instructor);
+        if (e != NULL && e->ins.version == q->key.version)
+            return true;
+    }
+    return parse_question(req, q);
+}
+
+/*
+ * The hot-slot path, run after authentication and before the rate limit: a
+ * hold for exactly the units this worker was just told are taken gets the
+ * same 409 again without Redis (refusal_cache.h), and one asked while the
+ * same question is in flight waits for that answer (hold_flights.h). A body
+ * seen before is not parsed again (hold_questions.h). Anything else goes the
+ * normal way: settings not cached here, a body the handler would refuse, a
+ * start no longer ahead, or an Idempotency-Key (its reply must be stored by
+ * the gate).
+ */
+bool slk_booking_create_refused_early(struct slk_request *req)
+{
+    struct slk_worker *w = req->worker;
+    struct slk_hold_question q;
+    if (slk_request_header(req, "idempotency-key") != NULL || !question_of(req, &q) || !may_book_as(req, q.student) ||
+        q.start_ms <= slk_clock_now_ms())
+        return false;
+    struct slk_refusal refusal;
+    bool refused = slk_refusal_cache_get(w->refusals, &q.key, (int64_t)uv_now(&w->loop), &refusal);
+    bool parked = !refused && slk_hold_flights_wait(w->flights, &q.key, req);
+    if (!refused && !parked)
+        slk_hold_flights_take_off(w->flights, &q.key, req);
     if (refused) {
         slk_metrics_hold(SLK_HOLD_TAKEN);
         slk_reply_rendered(req, 409, refusal.body, refusal.len);

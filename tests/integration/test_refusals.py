@@ -8,8 +8,8 @@ import json
 import math
 import time
 
-from harness import (OVERLAP_AUDIT, RedisProc, Server, check, eq, expect_error, expect_ok, fail, in_thread, joined,
-                     parse_ts, post_at_once, psql, slot, timeout, uid, utcnow, wait_until)
+from harness import (OVERLAP_AUDIT, ClockServer, RedisProc, Server, check, eq, expect_error, expect_ok, fail,
+                     in_thread, joined, parse_ts, post_at_once, psql, slot, timeout, uid, utcnow, wait_until)
 
 
 def taken_details(resp):
@@ -78,6 +78,58 @@ def test_invalid_requests_near_a_kept_refusal_are_still_invalid():
             expect_error(srv.try_hold(ins, start.replace(":00Z", ":30Z"), end.replace(":00Z", ":30Z"), client=c),
                          422, "validation_failed")
             expect_error(srv.try_hold(ins, start, end, client=c), 409, "slot_unavailable")
+
+
+# A body seen before is not parsed again (src/hold_questions.c). A kept refusal lasts a second at most, so each of
+# these asks again within that second: answered from a body's old question, it would be a 409.
+def same_body_twice(srv, ins, start, end):
+    """Holds with one body, is refused with the very same bytes; returns (body, its student's token, when)."""
+    body = srv.booking_body(ins, start, end)
+    token = srv.token(body["student_uuid"], "student")
+    with srv.client() as c:
+        expect_ok(c.post("/api/v1/bookings", body, token=token), 201)
+        t0 = time.monotonic()
+        expect_error(c.post("/api/v1/bookings", body, token=token), 409, "slot_unavailable")
+    return body, token, t0
+
+
+def within_the_kept_second(t0):
+    check(time.monotonic() - t0 < 0.9, "asked again within the second a refusal is kept")
+
+
+@timeout(60)
+def test_same_body_under_new_settings_is_judged_again():
+    with Server(name="refusals-body-settings") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 10, minute=15)
+        body, token, t0 = same_body_twice(srv, ins, start, end)
+        srv.put_instructor(ins, granularity_minutes=60)  # 10:15 is off the new grid
+        with srv.client() as c:
+            expect_error(c.post("/api/v1/bookings", body, token=token), 422, "validation_failed")
+        within_the_kept_second(t0)
+
+
+@timeout(60)
+def test_same_body_from_someone_else_is_forbidden():
+    with Server(name="refusals-body-caller") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 10)
+        body, _, t0 = same_body_twice(srv, ins, start, end)
+        with srv.client() as c:
+            expect_error(c.post("/api/v1/bookings", body, token=srv.token(uid("stu"), "student")), 403, "forbidden")
+        within_the_kept_second(t0)
+
+
+@timeout(60)
+def test_same_body_once_its_start_passed_is_late():
+    with ClockServer(name="refusals-body-late") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 10)
+        body, token, t0 = same_body_twice(srv, ins, start, end)
+        srv.freeze(parse_ts(start).timestamp() * 1000 + 60000)
+        with srv.client() as c:
+            expect_error(c.post("/api/v1/bookings", body, token=token), 422, "validation_failed")
+        within_the_kept_second(t0)
 
 
 @timeout(60)
