@@ -13,6 +13,7 @@ the work counter moved (cost_of below), so set-up, follow-up and audit are
 left out.
 """
 import argparse
+import http.client
 import json
 import os
 import re
@@ -46,6 +47,8 @@ def proc_stats():
 
 
 def cpu_by_role(a):
+    """CPU seconds per role. A process that exits takes its CPU with it: PostgreSQL's backends are long-lived
+    here (slotlockd's pool), and cost_of only reads windows in which the work kept moving."""
     cpu = {"redis": 0.0, "slotlockd": 0.0, "postgres": 0.0, "slotbench": 0.0, "redis-benchmark": 0.0}
     for pid, comm, ppid, seconds in proc_stats():
         if pid == a.redis_pid:
@@ -64,7 +67,7 @@ def metrics(url):
     try:
         with urllib.request.urlopen(url, timeout=1) as r:
             text = r.read().decode()
-    except OSError:
+    except (OSError, http.client.HTTPException, ValueError):
         return {}
     out = {}
     for name, pattern in COUNTERS.items():

@@ -82,6 +82,7 @@ static void conn_prepare(struct conn *c)
         return;
     memset(&c->req, 0, sizeof(c->req));
     c->req.buf = c->wbuf[c->cur];
+    c->req.conn = (int)(c - lg->conns);
     int rc = lg->cfg->prepare(lg->cfg->ud, &c->req);
     if (rc < 0) {
         fprintf(stderr, "slotbench: could not build a request\n");

@@ -36,6 +36,7 @@ struct bench_request {
     int kind;       /* caller's tag */
     uint64_t a, b;  /* caller's data */
     bool want_body; /* keep the reply body for the reply callback */
+    int conn;       /* the connection it goes out on, 0 .. connections - 1 (set before prepare) */
 };
 
 /*

@@ -71,8 +71,9 @@ static void usage(FILE *out)
           "Shape:\n"
           "  --slots K                 hot slots (burst 10, hot-reject 4; at most 1024)\n"
           "  --users N                 burst, hot-reject: the students the attempts come from, each clicking\n"
-          "                            again and again (default: one per connection, \"C clients fire\");\n"
-          "                            0 = a new student for every attempt (every token verified afresh)\n"
+          "                            again and again (default: as many as connections, each connection\n"
+          "                            always the same student: \"C clients fire\"); more than connections\n"
+          "                            take turns; 0 = a new student for every attempt\n"
           "  --instructors N           instructors for steady and mixed (default 200)\n"
           "  --hold-seconds S          hold_seconds of the bench's instructors (default 60)\n"
           "  --expire-hold-seconds S   hold_seconds of the instructors whose holds are left to expire (default 3)\n"
@@ -399,6 +400,11 @@ static int scenario_defaults(struct cli *c)
     }
     if (c->baseline != NULL && !burst) {
         fprintf(stderr, "slotbench: --baseline pg-rowlock works with burst only\n");
+        return -1;
+    }
+    bool hot = burst || strcmp(o->scenario, "hot-reject") == 0;
+    if (c->has_users && (!hot || c->baseline != NULL)) {
+        fprintf(stderr, "slotbench: --users works with burst and hot-reject against slotlockd only\n");
         return -1;
     }
     return 0;

@@ -50,7 +50,7 @@ void bench_report_print(FILE *out, const struct bench_result *r)
     }
     fprintf(out, "  connections      %d\n", r->connections);
     if (r->users > 0)
-        fprintf(out, "  users            %d, each attempting again and again\n", r->users);
+        fprintf(out, "  users            %d, each clicking again and again\n", r->users);
     else if (r->users == 0)
         fprintf(out, "  users            a new one for every attempt\n");
     if (r->rate > 0)

@@ -315,21 +315,24 @@ static int hot_hold_request(struct ctx *x, struct bench_request *r, int k, uint6
 }
 
 /*
- * The student behind the next attempt on a hot slot: one of --users students
- * who click again and again, as a stampede's clients do, or a new one every
+ * The student behind the next attempt on a hot slot, sent on connection
+ * conn: one of --users students who click again and again, as a stampede's
+ * clients do (with no more students than connections, a connection is
+ * always the same student; with more, they take turns), or a new one every
  * time (--users 0). Numbered from --slots up: hot-reject's setup holders
  * come first.
  */
-static uint64_t next_clicker(struct ctx *x)
+static uint64_t next_clicker(struct ctx *x, int conn)
 {
-    uint64_t n = x->clicks++;
-    return (uint64_t)x->o->slots + (x->o->users > 0 ? n % (uint64_t)x->o->users : n);
+    uint64_t n = x->clicks++, users = (uint64_t)x->o->users;
+    uint64_t k = users == 0 ? n : users <= (uint64_t)x->o->connections ? (uint64_t)conn % users : n % users;
+    return (uint64_t)x->o->slots + k;
 }
 
 static int burst_prepare(void *ud, struct bench_request *r)
 {
     struct ctx *x = ud;
-    return hot_hold_request(x, r, (int)(next_rand(x) % (uint64_t)x->o->slots), next_clicker(x));
+    return hot_hold_request(x, r, (int)(next_rand(x) % (uint64_t)x->o->slots), next_clicker(x, r->conn));
 }
 
 static void burst_reply(void *ud, const struct bench_request *r, int status, const char *body, size_t len)

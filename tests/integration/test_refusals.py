@@ -93,43 +93,63 @@ def same_body_twice(srv, ins, start, end):
     return body, token, t0
 
 
-def within_the_kept_second(t0):
-    check(time.monotonic() - t0 < 0.9, "asked again within the second a refusal is kept")
+def within_a_kept_second(scenario):
+    """Runs scenario(attempt), which returns when its first refusal came, until the run ended within the second
+    that refusal is kept (a slow machine gets three tries, each on a new slot)."""
+    for attempt in range(3):
+        if time.monotonic() - scenario(attempt) < 0.9:
+            return
+    fail("three runs took a second or more after their refusal: the kept refusal could not be tested")
 
 
 @timeout(60)
 def test_same_body_under_new_settings_is_judged_again():
+    # Settings changes also drop kept refusals (the RESTORE script bumps the freed generation); a kept question
+    # is in addition only used under the settings version it was laid out with.
     with Server(name="refusals-body-settings") as srv:
         ins = srv.put_instructor()
-        start, end = slot(7, 10, minute=15)
-        body, token, t0 = same_body_twice(srv, ins, start, end)
-        srv.put_instructor(ins, granularity_minutes=60)  # 10:15 is off the new grid
-        with srv.client() as c:
-            expect_error(c.post("/api/v1/bookings", body, token=token), 422, "validation_failed")
-        within_the_kept_second(t0)
+
+        def scenario(attempt):
+            srv.put_instructor(ins)  # the 15-minute grid
+            body, token, t0 = same_body_twice(srv, ins, *slot(7 + attempt, 10, minute=15))
+            srv.put_instructor(ins, granularity_minutes=60)  # 10:15 is off the new grid
+            with srv.client() as c:
+                expect_error(c.post("/api/v1/bookings", body, token=token), 422, "validation_failed")
+            return t0
+
+        within_a_kept_second(scenario)
 
 
 @timeout(60)
 def test_same_body_from_someone_else_is_forbidden():
     with Server(name="refusals-body-caller") as srv:
         ins = srv.put_instructor()
-        start, end = slot(7, 10)
-        body, _, t0 = same_body_twice(srv, ins, start, end)
-        with srv.client() as c:
-            expect_error(c.post("/api/v1/bookings", body, token=srv.token(uid("stu"), "student")), 403, "forbidden")
-        within_the_kept_second(t0)
+
+        def scenario(attempt):
+            other = srv.token(uid("stu"), "student")
+            body, _, t0 = same_body_twice(srv, ins, *slot(7 + attempt, 10))
+            with srv.client() as c:
+                expect_error(c.post("/api/v1/bookings", body, token=other), 403, "forbidden")
+            return t0
+
+        within_a_kept_second(scenario)
 
 
 @timeout(60)
 def test_same_body_once_its_start_passed_is_late():
     with ClockServer(name="refusals-body-late") as srv:
         ins = srv.put_instructor()
-        start, end = slot(7, 10)
-        body, token, t0 = same_body_twice(srv, ins, start, end)
-        srv.freeze(parse_ts(start).timestamp() * 1000 + 60000)
-        with srv.client() as c:
-            expect_error(c.post("/api/v1/bookings", body, token=token), 422, "validation_failed")
-        within_the_kept_second(t0)
+
+        def scenario(attempt):
+            srv.thaw()
+            start, end = slot(7 + attempt, 10)
+            body, token, t0 = same_body_twice(srv, ins, start, end)
+            srv.freeze(parse_ts(start).timestamp() * 1000 + 60000)
+            with srv.client() as c:
+                expect_error(c.post("/api/v1/bookings", body, token=token), 422, "validation_failed")
+            return t0
+
+        within_a_kept_second(scenario)
 
 
 @timeout(60)
