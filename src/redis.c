@@ -245,9 +245,19 @@ static void on_poll(uv_poll_t *h, int status, int events)
         redisAsyncHandleWrite(p->context);
 }
 
+/*
+ * hiredis asks for write events once per command and for read events after
+ * every write. uv_poll_start() always stops the handle first (an epoll_ctl
+ * DEL, then an ADD at the next poll), so a request that changes nothing is
+ * not passed on: two system calls per Redis command otherwise. A handle
+ * libuv stopped after a socket error is started again whatever is asked.
+ */
 static void poll_update(redisLibuvEvents *p, int add, int del)
 {
-    p->events = (p->events | add) & ~del;
+    int events = (p->events | add) & ~del;
+    if (events == p->events && (events == 0) == !uv_is_active((uv_handle_t *)&p->handle))
+        return;
+    p->events = events;
     if (p->events != 0)
         uv_poll_start(&p->handle, p->events, on_poll);
     else
