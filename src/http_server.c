@@ -194,12 +194,30 @@ static void on_write(uv_write_t *req, int status)
     conn_unref(c);
 }
 
-/* Queues bytes; owned ones are freed when written or dropped. */
+/*
+ * Writes bytes, or queues what the socket does not take at once; owned ones
+ * are freed when written or dropped. Most replies fit the socket buffer:
+ * written here they cost no write request, and libuv does not re-arm the
+ * socket's watcher (an epoll_ctl per drained write queue). libuv refuses a
+ * direct write while earlier ones are queued, so the order holds.
+ */
 static void conn_write(struct slk_conn *c, const char *data, size_t len, char *owned)
 {
     if (c->state == CONN_CLOSING) {
         free(owned);
         return;
+    }
+    uv_buf_t now = uv_buf_init((char *)data, (unsigned int)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+    if (n == (int)len || (n < 0 && n != UV_EAGAIN)) {
+        free(owned);
+        if (n < 0)
+            conn_close(c);
+        return;
+    }
+    if (n > 0) {
+        data += n;
+        len -= (size_t)n;
     }
     struct conn_write *w = malloc(sizeof(*w));
     if (w == NULL) {

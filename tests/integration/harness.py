@@ -240,8 +240,15 @@ class Client:
 class RawConn:
     """Raw socket HTTP for protocol tests: send bytes, parse replies."""
 
-    def __init__(self, port, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10.0, rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        else:
+            # A small receive window, set before connecting: the server's writes stall after a few kilobytes.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect(("127.0.0.1", port))
         self.buf = b""
 
     def close(self):
@@ -758,9 +765,9 @@ class Server:
         touch(self)
         return Client(self.port, timeout)
 
-    def raw(self, timeout=10.0):
+    def raw(self, timeout=10.0, rcvbuf=None):
         touch(self)
-        return RawConn(self.port, timeout)
+        return RawConn(self.port, timeout, rcvbuf)
 
     def token(self, sub, role, ttl=None):
         """A token minted by `slotlockd token` (cached per sub/role)."""
