@@ -604,11 +604,16 @@ static struct create_op *create_op_new(struct slk_request *req)
 }
 
 /* R-SEC before validation: a caller may only book for themselves, whatever else the body says. */
+static bool may_book_as(const struct slk_request *req, const char *student)
+{
+    return slk__is_admin(req) || slk__is_student(req, student);
+}
+
+/* A body that names no student books for the caller, who must then be a student. */
 static bool may_book(const struct slk_request *req, const json_t *body)
 {
     const char *student = json_string_value(json_object_get(body, "student_uuid"));
-    return slk__is_admin(req) || (student != NULL && slk__is_student(req, student)) ||
-           (student == NULL && req->user_role == SLK_ROLE_STUDENT);
+    return student != NULL ? may_book_as(req, student) : slk__is_admin(req) || req->user_role == SLK_ROLE_STUDENT;
 }
 
 void slk_handle_booking_create(struct slk_request *req)
@@ -650,12 +655,6 @@ static bool same_question_shape(struct create_op *op, const struct slk_instructo
     return slk__time_resolve(&op->start_in, e->tz, &b->start_ms) == 0 &&
            slk__time_resolve(&op->end_in, e->tz, &b->end_ms) == 0 && b->start_ms % 60000 == 0 &&
            b->end_ms > b->start_ms && (b->end_ms - b->start_ms) % unit_ms == 0;
-}
-
-/* may_book for a body already parsed, which names its student. */
-static bool may_book_as(const struct slk_request *req, const char *student)
-{
-    return slk__is_admin(req) || slk__is_student(req, student);
 }
 
 /* Parses the body into the question it asks and keeps that for the same bytes (hold_questions.h). */
