@@ -194,6 +194,54 @@ static size_t minute_index(const struct slk_avail_plan *p, int64_t minute)
     return hit != NULL ? (size_t)(hit - p->minutes) : p->num_minutes;
 }
 
+/* The first index whose minute is >= minute. */
+static size_t lower_bound(const int64_t *v, size_t n, int64_t minute)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < minute)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int64_t saturating_add(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b)
+        return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
+size_t slk_avail_plan_touched(const struct slk_avail_plan *p, const struct slk_instructor *ins,
+                              const struct slk_unit_range *changes, size_t n, size_t *out)
+{
+    size_t count = 0;
+    int64_t widen = (int64_t)ins->buffer_minutes + ins->granularity_minutes;
+    unsigned char *marked = p->num_minutes > 0 ? calloc(p->num_minutes, 1) : NULL;
+    if (marked == NULL) {
+        /* Nothing to mark, or no memory to mark with: everything counts as touched. */
+        for (size_t i = 0; i < p->num_minutes; i++)
+            out[count++] = i;
+        return count;
+    }
+    for (size_t c = 0; c < n; c++) {
+        int64_t lo = saturating_add(changes[c].lo, -widen), hi = saturating_add(changes[c].hi, widen);
+        for (size_t i = lower_bound(p->minutes, p->num_minutes, lo); i < p->num_minutes && p->minutes[i] < hi; i++)
+            marked[i] = 1;
+    }
+    for (size_t i = 0; i < p->num_minutes; i++) {
+        if (marked[i])
+            out[count++] = i;
+    }
+    free(marked);
+    return count;
+}
+
 /* The slot's combined state: booked beats held beats free; held expires with its last hold. */
 static enum slk_unit_state slot_state(const struct slk_avail_plan *p, const struct slk_instructor *ins, int64_t s,
                                       const unsigned char *states, const int64_t *expires_ms, int64_t *expires)
@@ -224,80 +272,108 @@ static enum slk_unit_state slot_state(const struct slk_avail_plan *p, const stru
     return state;
 }
 
-struct text {
-    char *buf;
-    size_t len, cap;
-    bool failed;
+/*
+ * Instants as RFC 3339 text, 20 bytes each ("2030-01-07T09:00:00Z"): the
+ * date part is formatted once per day, the starts coming in order.
+ */
+struct stamp_writer {
+    int64_t day;
+    char date[32];
 };
 
-static void text_put(struct text *t, const char *s, size_t n)
+#define DAY_MS ((int64_t)86400000)
+
+static bool stamp_fits(int64_t ms)
 {
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap == 0 ? 4096 : t->cap;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *buf = realloc(t->buf, cap);
-        if (buf == NULL) {
-            t->failed = true;
-            return;
-        }
-        t->buf = buf;
-        t->cap = cap;
+    /* Whole seconds within years 0000-9999; anything else takes the general formatter. */
+    return ms % 1000 == 0 && ms >= -62167219200000LL && ms < 253402300800000LL;
+}
+
+static char *put_two(char *p, int v)
+{
+    *p++ = (char)('0' + v / 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+}
+
+static char *put_text(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LITERAL(p, s) put_text((p), (s), sizeof(s) - 1)
+
+static char *put_stamp(char *p, struct stamp_writer *w, int64_t ms)
+{
+    if (!stamp_fits(ms)) {
+        char buf[32];
+        slk_time_format_rfc3339(ms, buf);
+        return put_text(p, buf, strlen(buf));
     }
-    memcpy(t->buf + t->len, s, n);
-    t->len += n;
-    t->buf[t->len] = '\0';
+    int64_t day = floor_div(ms, DAY_MS);
+    if (day != w->day || w->date[0] == '\0') {
+        slk_time_format_rfc3339(day * DAY_MS, w->date);
+        w->day = day;
+    }
+    p = put_text(p, w->date, 11); /* "YYYY-MM-DDT" */
+    int secs = (int)((ms - day * DAY_MS) / 1000);
+    p = put_two(p, secs / 3600);
+    *p++ = ':';
+    p = put_two(p, secs / 60 % 60);
+    *p++ = ':';
+    p = put_two(p, secs % 60);
+    *p++ = 'Z';
+    return p;
 }
 
-static void text_str(struct text *t, const char *s)
-{
-    text_put(t, s, strlen(s));
-}
-
-static void text_time(struct text *t, int64_t ms)
-{
-    char buf[32];
-    slk_time_format_rfc3339(ms, buf);
-    text_put(t, "\"", 1);
-    text_str(t, buf);
-    text_put(t, "\"", 1);
-}
+/* The longest slot object: both times, the longest state name, an expiry; each time at most 31 bytes. */
+#define SLOT_MAX_LEN                                                                                                   \
+    (sizeof("{\"start_time\":\"\",\"end_time\":\"\",\"state\":\"blocked\",\"hold_expires_at\":\"\"},") + 3 * 32)
 
 char *slk_avail_slots_json(const struct slk_avail_plan *p, const struct slk_instructor *ins,
-                           const unsigned char *states, const int64_t *expires_ms, bool include_held, size_t *len)
+                           const unsigned char *states, const int64_t *expires_ms, bool include_held, const char *head,
+                           const char *tail, size_t *len)
 {
     static const char *const names[] = {"free", "held", "booked", "blocked"};
-    struct text t = {0};
+    size_t head_len = strlen(head), tail_len = strlen(tail);
+    char *buf = malloc(head_len + 2 + p->num_starts * SLOT_MAX_LEN + tail_len + 1);
+    if (buf == NULL)
+        return NULL;
+    struct stamp_writer starts = {0}, ends = {0};
+    char *out = put_text(buf, head, head_len);
+    *out++ = '[';
     bool first = true;
-    text_put(&t, "[", 1);
     for (size_t i = 0; i < p->num_starts; i++) {
         int64_t expires, s = p->starts[i];
         enum slk_unit_state st = slot_state(p, ins, s, states, expires_ms, &expires);
         if (st != SLK_UNIT_FREE && !include_held)
             continue;
-        text_str(&t, first ? "{\"start_time\":" : ",{\"start_time\":");
+        if (!first)
+            *out++ = ',';
         first = false;
-        text_time(&t, s);
-        text_str(&t, ",\"end_time\":");
-        text_time(&t, s + (int64_t)p->duration_minutes * MINUTE_MS);
+        out = PUT_LITERAL(out, "{\"start_time\":\"");
+        out = put_stamp(out, &starts, s);
+        out = PUT_LITERAL(out, "\",\"end_time\":\"");
+        out = put_stamp(out, &ends, s + (int64_t)p->duration_minutes * MINUTE_MS);
+        *out++ = '"';
         if (include_held) {
-            text_str(&t, ",\"state\":\"");
-            text_str(&t, names[st]);
-            text_put(&t, "\"", 1);
+            out = PUT_LITERAL(out, ",\"state\":\"");
+            out = put_text(out, names[st], strlen(names[st]));
+            *out++ = '"';
             if (st == SLK_UNIT_HELD) {
-                text_str(&t, ",\"hold_expires_at\":");
-                text_time(&t, expires);
+                char stamp[32];
+                slk_time_format_rfc3339(expires, stamp);
+                out = PUT_LITERAL(out, ",\"hold_expires_at\":\"");
+                out = put_text(out, stamp, strlen(stamp));
+                *out++ = '"';
             }
         }
-        text_put(&t, "}", 1);
+        *out++ = '}';
     }
-    text_put(&t, "]", 1);
-    if (t.failed) {
-        free(t.buf);
-        return NULL;
-    }
-    *len = t.len;
-    return t.buf;
+    *out++ = ']';
+    out = put_text(out, tail, tail_len);
+    *out = '\0';
+    *len = (size_t)(out - buf);
+    return buf;
 }

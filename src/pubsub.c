@@ -74,9 +74,9 @@ static void on_expired_key(struct slk_pubsub *ps, const char *key, size_t len)
     const char *unit = strstr(key, "}:u:");
     if (unit == NULL || !instructor_of(key, len, instructor))
         return;
-    slk_avail_gen_bump(instructor, strlen(instructor));
+    int64_t minute = strtoll(unit + 4, NULL, 10), start = minute * 60000;
+    slk_avail_gen_bump_units(instructor, strlen(instructor), (struct slk_unit_range){minute, minute + 1});
     slk_freed_gen_bump(instructor, strlen(instructor));
-    int64_t start = strtoll(unit + 4, NULL, 10) * 60000;
     struct slk_instructor_entry *e = slk_instructor_cache_get(ps->w->instructors, instructor);
     if (e == NULL || start <= slk_clock_now_ms())
         return;
@@ -91,8 +91,13 @@ static void on_script_event(struct slk_pubsub *ps, const char *channel, size_t c
     long long start, end;
     if (!instructor_of(channel, channel_len, instructor))
         return;
-    slk_avail_gen_bump(instructor, strlen(instructor));
     bool parsed = sscanf(payload, "%15s %lld %lld", type, &start, &end) == 3;
+    /* The booking's own range: readers widen it by the buffer and a unit (avail_cache.h). */
+    if (parsed && start <= end)
+        slk_avail_gen_bump_units(instructor, strlen(instructor),
+                                 (struct slk_unit_range){start / 60000, (end + 59999) / 60000});
+    else
+        slk_avail_gen_bump(instructor, strlen(instructor));
     if (!parsed || strcmp(type, "held") != 0)
         slk_freed_gen_bump(instructor, strlen(instructor));
     if (!parsed)

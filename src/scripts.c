@@ -132,7 +132,7 @@ struct eval_call {
     slk_redis_cb cb;
     void *data;
     bool retried;
-    int argc;
+    int argc, num_keys;
     const char **argv; /* these three point into the same allocation */
     size_t *lens;
     char nkeys[12];
@@ -143,18 +143,18 @@ static void on_eval_reply(void *data, redisReply *reply, const char *err);
 static bool changes_units(enum slk_script_id id);
 
 /* A hold only ever takes units; anything else that changes them may also free some (refusal_cache.h). */
-static void bump_generations(enum slk_script_id id, const char *first_key, size_t len)
+static void bump_generations(enum slk_script_id id, int nkeys, const char *const *keys, const size_t *lens)
 {
-    slk_avail_gen_bump_key(first_key, len);
+    slk_avail_gen_bump_keys(nkeys, keys, lens);
     if (id != SLK_SCRIPT_HOLD)
-        slk_freed_gen_bump_key(first_key, len);
+        slk_freed_gen_bump_key(keys[0], lens[0]);
 }
 
 static void eval_finish(struct eval_call *call, redisReply *reply, const char *err)
 {
     /* Again once it ran: a read another worker sent after the first bump may have reached Redis before it. */
-    if (changes_units(call->id) && call->argc > EVAL_FIXED_ARGS)
-        bump_generations(call->id, call->argv[EVAL_FIXED_ARGS], call->lens[EVAL_FIXED_ARGS]);
+    if (changes_units(call->id) && call->num_keys > 0)
+        bump_generations(call->id, call->num_keys, call->argv + EVAL_FIXED_ARGS, call->lens + EVAL_FIXED_ARGS);
     call->cb(call->data, reply, err);
     free(call);
 }
@@ -254,11 +254,6 @@ int slk_script_eval(struct slk_redis *r, enum slk_script_id id, slk_redis_cb cb,
     size_t bytes_len = total_len(nkeys, keys, keylens) + total_len(nargs, args, arglens);
     if (bytes_len > EVAL_MAX_ARG_BYTES)
         return SLK_EINVAL;
-    /* One connection per worker keeps this worker's later reads behind the change; other workers and processes
-     * hear of it on the events channel (pubsub.c). */
-    if (changes_units(id) && nkeys > 0)
-        bump_generations(id, keys[0], keylens != NULL ? keylens[0] : strlen(keys[0]));
-
     int argc = EVAL_FIXED_ARGS + nkeys + nargs;
     struct eval_call *call =
         malloc(sizeof(*call) + (size_t)argc * (sizeof(*call->argv) + sizeof(*call->lens)) + bytes_len);
@@ -279,6 +274,11 @@ int slk_script_eval(struct slk_redis *r, enum slk_script_id id, slk_redis_cb cb,
     int at = EVAL_FIXED_ARGS;
     copy_strings(call, &at, &bytes, nkeys, keys, keylens);
     copy_strings(call, &at, &bytes, nargs, args, arglens);
+    call->num_keys = nkeys;
+    /* One connection per worker keeps this worker's later reads behind the change; other workers and processes
+     * hear of it on the events channel (pubsub.c). */
+    if (changes_units(id) && nkeys > 0)
+        bump_generations(id, nkeys, call->argv + EVAL_FIXED_ARGS, call->lens + EVAL_FIXED_ARGS);
 
     int ret = eval_send(call);
     if (ret != 0)

@@ -3,27 +3,48 @@
  *
  * A reply is served again only while nothing of its instructor changed:
  * every instructor has a generation number (in a process-wide table of
- * hashed slots, so a collision only costs a miss) that is bumped when this
- * process sends a script that changes the instructor's units, and when a
- * change made elsewhere is announced on the Redis events channel or a unit
- * key expires. A reply remembers the generation seen when its Redis read was
- * sent, and is dropped after SLK_AVAIL_CACHE_TTL_MS whatever happens, which
- * bounds what a lost notification can cost (an expired hold shown taken,
- * never a taken slot shown free, for that long).
+ * hashed slots, so a collision only costs extra reads) that is bumped when
+ * this process sends a script that changes the instructor's units, and when
+ * a change made elsewhere is announced on the Redis events channel or a unit
+ * key expires. Each bump also records which units it touched, in a short
+ * journal per slot: a kept reply whose instructor changed is brought up to
+ * date by reading only the units the journal names (a hold changes a handful
+ * of a week's hundreds), and is served as it was when none of them changed.
+ *
+ * A kept reply remembers the generation seen when its Redis read was sent,
+ * and is read again in full SLK_AVAIL_CACHE_TTL_MS after its last full read
+ * whatever happens, which bounds what a lost notification can cost (a unit
+ * shown in a state it left, for that long).
  */
 #ifndef SLK_AVAIL_CACHE_H
 #define SLK_AVAIL_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "slk/availability.h"
+
 #define SLK_AVAIL_CACHE_TTL_MS 1000
+#define SLK_AVAIL_JOURNAL 16 /* changes remembered per generation slot */
 
 /* Generations: thread-safe. tag is the instructor id (a key's hash tag). */
-void slk_avail_gen_bump(const char *tag, size_t len);
-/* Bumps the generation of the hash tag found in a Redis key ("slk:{i}:…"); no-op without one. */
-void slk_avail_gen_bump_key(const char *key, size_t len);
+void slk_avail_gen_bump(const char *tag, size_t len); /* units unknown: every one counts as changed */
+void slk_avail_gen_bump_units(const char *tag, size_t len, struct slk_unit_range units);
+/*
+ * A script's keys ("slk:{i}:…"): bumps the hash tag of the first, with the
+ * span of the unit keys ("slk:{i}:u:<minute>") among them; no-op without a
+ * hash tag.
+ */
+void slk_avail_gen_bump_keys(int n, const char *const *keys, const size_t *lens);
 uint32_t slk_avail_gen(const char *instructor);
+/*
+ * The unit ranges changed since generation `since`, at most
+ * SLK_AVAIL_JOURNAL, and the generation they lead to. False when the journal
+ * no longer holds all of them.
+ */
+bool slk_avail_changes_since(const char *instructor, uint32_t since, struct slk_unit_range *out, size_t *n,
+                             uint32_t *gen);
 
 /*
  * Freed-units generations (refusal_cache.h), same table shape: bumped only by
@@ -37,22 +58,56 @@ void slk_freed_gen_bump_key(const char *key, size_t len);
 void slk_freed_gen_bump_all(void);
 uint32_t slk_freed_gen(const char *instructor);
 
+/* What a kept reply was computed from: its plan and every planned unit's state. */
+struct slk_avail_basis {
+    struct slk_avail_plan plan;
+    unsigned char *states; /* per plan minute (enum slk_unit_state) */
+    int64_t *expires;      /* per plan minute: a held unit's expiry, unix ms (include_held), else 0 */
+    int64_t from_ms, to_ms;
+    int64_t read_ms; /* when every unit was last read */
+};
+void slk_avail_basis_clear(struct slk_avail_basis *b);
+
 /* One worker's replies (not thread-safe; one per loop). */
 struct slk_avail_cache;
 struct slk_avail_cache *slk_avail_cache_create(void);
 void slk_avail_cache_free(struct slk_avail_cache *c);
 
+enum slk_avail_lookup {
+    SLK_AVAIL_MISS,    /* nothing kept (or too old): read everything */
+    SLK_AVAIL_HIT,     /* serve body as it is */
+    SLK_AVAIL_CHANGED, /* the instructor changed since: read the units in changes, or everything */
+};
+
 struct slk_avail_hit {
-    const char *body; /* valid until the next store into the cache */
+    const char *body; /* these three stay valid until the next put into the cache */
     size_t len;
     const char *etag;
+    const struct slk_avail_basis *basis;
+    uint64_t serial;                                  /* which kept reply this is (renew) */
+    struct slk_unit_range changes[SLK_AVAIL_JOURNAL]; /* SLK_AVAIL_CHANGED */
+    size_t num_changes;
+    uint32_t gen; /* the generation the changes lead to */
 };
 
 /* key: anything that identifies the question (instructor, settings version, query). */
-int slk_avail_cache_get(struct slk_avail_cache *c, const char *instructor, const char *key, size_t key_len,
-                        int64_t now_ms, struct slk_avail_hit *hit);
-/* Copies body and etag. gen: slk_avail_gen() read before the Redis read was sent. */
-void slk_avail_cache_put(struct slk_avail_cache *c, const char *instructor, const char *key, size_t key_len,
-                         uint32_t gen, int64_t now_ms, const char *body, size_t len, const char *etag);
+enum slk_avail_lookup slk_avail_cache_get(struct slk_avail_cache *c, const char *instructor, const char *key,
+                                          size_t key_len, int64_t now_ms, struct slk_avail_hit *hit);
+/*
+ * Keeps a reply: takes body (malloc'd; it stays valid until the next put)
+ * and basis' arrays (basis is left empty), copies etag. False when it is not
+ * kept: body stays the caller's, basis is untouched. gen: slk_avail_gen()
+ * read before the Redis read was sent; a change since then is read at the
+ * next get.
+ */
+bool slk_avail_cache_put(struct slk_avail_cache *c, const char *instructor, const char *key, size_t key_len,
+                         uint32_t gen, struct slk_avail_basis *basis, char *body, size_t len, const char *etag);
+/*
+ * The kept reply `serial` of key is current as of gen (the changes since its
+ * generation touched none of its units): true, with hit's body, etag and
+ * basis, while it is still kept.
+ */
+bool slk_avail_cache_renew(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial, uint32_t gen,
+                           struct slk_avail_hit *hit);
 
 #endif

@@ -52,15 +52,30 @@ int slk_avail_plan(struct slk_avail_plan *p, const struct slk_instructor *ins, s
                    int64_t to_ms, int duration_minutes, int64_t now_ms) SLK_MUST_CHECK;
 void slk_avail_plan_clear(struct slk_avail_plan *p);
 
+/* Unit keys' minutes since the epoch, [lo, hi). A change of unknown extent covers every minute. */
+struct slk_unit_range {
+    int64_t lo, hi;
+};
+
 /*
- * The slots array of the reply as JSON text, malloc'd (NULL on OOM):
- * [{"start_time","end_time"}] for free slots; with include_held also the
- * taken ones, each with "state" ("free", "held" with "hold_expires_at",
- * "booked", "blocked"). states/expires are per plan minute. Written by hand
- * rather than through jansson: a 62-day answer has thousands of slots and
- * nothing in it needs escaping.
+ * The plan minutes whose state the changes may have altered, as ascending
+ * indexes into p->minutes (out: room for p->num_minutes); returns how many.
+ * A change is a unit range or a booking's own range (without its buffer),
+ * so each is widened by the buffer and one unit on either side.
+ */
+size_t slk_avail_plan_touched(const struct slk_avail_plan *p, const struct slk_instructor *ins,
+                              const struct slk_unit_range *changes, size_t n, size_t *out);
+
+/*
+ * The reply body: head, the slots array as JSON, tail, in one malloc'd text
+ * (NULL on OOM). The array holds [{"start_time","end_time"}] for free slots;
+ * with include_held also the taken ones, each with "state" ("free", "held"
+ * with "hold_expires_at", "booked", "blocked"). states/expires are per plan
+ * minute. Written by hand rather than through jansson: a 62-day answer has
+ * thousands of slots and nothing in it needs escaping.
  */
 char *slk_avail_slots_json(const struct slk_avail_plan *p, const struct slk_instructor *ins,
-                           const unsigned char *states, const int64_t *expires_ms, bool include_held, size_t *len);
+                           const unsigned char *states, const int64_t *expires_ms, bool include_held, const char *head,
+                           const char *tail, size_t *len);
 
 #endif

@@ -35,18 +35,22 @@ struct avail_op {
     bool include_held;
     int attempts;
     int64_t from_ms, to_ms;
-    struct slk_avail_plan plan;
-    struct slk_instructor ins; /* a copy: the cache entry may change before Redis answers */
-    char cache_key[640];       /* instructor, settings version, query: "" when the reply is not to be kept */
+    struct slk_avail_basis basis; /* the plan, and the unit states once read (kept with the reply) */
+    struct slk_instructor ins;    /* a copy: the cache entry may change before Redis answers */
+    char cache_key[640];          /* instructor, settings version, query: "" when the reply is not to be kept */
     size_t cache_key_len;
-    uint32_t gen; /* the instructor's generation when the Redis read was sent (avail_cache.h) */
+    uint32_t gen;   /* the instructor's generation when the Redis read was sent (avail_cache.h) */
+    size_t *reread; /* bringing a kept reply up to date: the plan minutes to read again; NULL: read all */
+    size_t num_reread;
+    uint64_t serial; /* ... and which kept reply it started from */
 };
 
 static void op_free(struct avail_op *op)
 {
     free(op->from);
     free(op->to);
-    slk_avail_plan_clear(&op->plan);
+    slk_avail_basis_clear(&op->basis);
+    free(op->reread);
     free(op);
 }
 
@@ -128,12 +132,23 @@ static const char *resolve_range(struct avail_op *op, const struct slk_instructo
 
 static void on_units(void *data, redisReply *r, const char *err);
 static void on_mget(void *data, redisReply *r, const char *err);
+static void on_instructor(void *data, struct slk_instructor_entry *e, int err);
 
-/* Unit keys into one allocation: keys[first..] for every plan minute, after `first` fixed keys set by the caller. */
+/* The plan minutes this read asks for: all, or those a kept reply needs again. */
+static size_t read_count(const struct avail_op *op)
+{
+    return op->reread != NULL ? op->num_reread : op->basis.plan.num_minutes;
+}
+
+static size_t read_index(const struct avail_op *op, size_t i)
+{
+    return op->reread != NULL ? op->reread[i] : i;
+}
+
+/* Unit keys into one allocation: keys[first..] for every minute read, after `first` fixed keys set by the caller. */
 static const char **unit_keys(const struct avail_op *op, size_t first, char **storage)
 {
-    const struct slk_avail_plan *p = &op->plan;
-    size_t nkeys = first + p->num_minutes;
+    size_t count = read_count(op), nkeys = first + count;
     const char **keys = malloc(nkeys * sizeof(char *));
     *storage = malloc(nkeys * SLK_KEY_MAX);
     if (keys == NULL || *storage == NULL) {
@@ -144,15 +159,15 @@ static const char **unit_keys(const struct avail_op *op, size_t first, char **st
     }
     for (size_t i = 0; i < nkeys; i++)
         keys[i] = *storage + i * SLK_KEY_MAX;
-    for (size_t i = 0; i < p->num_minutes; i++)
-        slk_key_unit(*storage + (first + i) * SLK_KEY_MAX, op->instructor, p->minutes[i]);
+    for (size_t i = 0; i < count; i++)
+        slk_key_unit(*storage + (first + i) * SLK_KEY_MAX, op->instructor, op->basis.plan.minutes[read_index(op, i)]);
     return keys;
 }
 
 /*
  * Free slots only: one MGET of the version key and every unit, a plain
  * command Redis serves far faster than a script. With include_held the
- * script also reads each hold's remaining TTL.
+ * script also reads each hold's expiry.
  */
 static int query_units(struct avail_op *op)
 {
@@ -162,8 +177,11 @@ static int query_units(struct avail_op *op)
     const char **keys = unit_keys(op, fixed, &storage);
     if (keys == NULL)
         return SLK_ENOMEM;
-    int n = (int)(fixed + op->plan.num_minutes), rc;
-    op->gen = slk_avail_gen(op->instructor);
+    int n = (int)(fixed + read_count(op)), rc;
+    if (op->reread == NULL) {
+        op->gen = slk_avail_gen(op->instructor);
+        op->basis.read_ms = slk_clock_now_ms();
+    }
     if (plain) {
         keys[0] = "MGET";
         slk_key_version(storage + SLK_KEY_MAX, op->instructor);
@@ -191,21 +209,93 @@ static void plan(struct avail_op *op, const struct slk_instructor_entry *e)
         return;
     }
     op->ins = e->ins;
-    slk_avail_plan_clear(&op->plan);
-    int rc = slk_avail_plan(&op->plan, &e->ins, e->tz, op->from_ms, op->to_ms, op->duration_minutes, now);
-    if (rc == 0 && op->include_held && op->plan.num_minutes + 2 > SLK_SCRIPT_MAX_ARGS) {
+    slk_avail_basis_clear(&op->basis);
+    free(op->reread);
+    op->reread = NULL;
+    struct slk_avail_plan *p = &op->basis.plan;
+    int rc = slk_avail_plan(p, &e->ins, e->tz, op->from_ms, op->to_ms, op->duration_minutes, now);
+    if (rc == 0 && op->include_held && p->num_minutes + 2 > SLK_SCRIPT_MAX_ARGS) {
         fail_invalid(op, "to", "too many grid units for include_held in one query: ask for fewer days");
         return;
     }
-    if (rc == 0)
-        rc = query_units(op);
+    if (rc == 0) {
+        op->basis.states = calloc(p->num_minutes + 1, 1);
+        op->basis.expires = calloc(p->num_minutes + 1, sizeof(int64_t));
+        rc = op->basis.states != NULL && op->basis.expires != NULL ? query_units(op) : SLK_ENOMEM;
+    }
     if (rc != 0)
         fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
 }
 
 static void send_reply(struct slk_request *req, const char *body, size_t len, const char *etag);
 
-/* The same question asked a moment ago, with nothing of the instructor changed since: the same answer. */
+static void reply_kept(struct avail_op *op, const struct slk_avail_hit *hit)
+{
+    struct slk_request *req = op->req;
+    op_free(op);
+    send_reply(req, hit->body, hit->len, hit->etag);
+}
+
+static int copy_basis(struct slk_avail_basis *to, const struct slk_avail_basis *from)
+{
+    const struct slk_avail_plan *p = &from->plan;
+    *to = *from;
+    to->plan.starts = malloc((p->num_starts + 1) * sizeof(int64_t));
+    to->plan.minutes = malloc((p->num_minutes + 1) * sizeof(int64_t));
+    to->states = malloc(p->num_minutes + 1);
+    to->expires = malloc((p->num_minutes + 1) * sizeof(int64_t));
+    if (to->plan.starts == NULL || to->plan.minutes == NULL || to->states == NULL || to->expires == NULL) {
+        slk_avail_basis_clear(to);
+        return SLK_ENOMEM;
+    }
+    memcpy(to->plan.starts, p->starts, p->num_starts * sizeof(int64_t));
+    memcpy(to->plan.minutes, p->minutes, p->num_minutes * sizeof(int64_t));
+    memcpy(to->states, from->states, p->num_minutes);
+    memcpy(to->expires, from->expires, p->num_minutes * sizeof(int64_t));
+    return 0;
+}
+
+/*
+ * The instructor changed since the reply was kept: read again only the units
+ * the changes touched. False when everything must be read (the caller plans
+ * afresh).
+ */
+static bool bring_up_to_date(struct avail_op *op, const struct slk_instructor_entry *e, struct slk_avail_hit *hit)
+{
+    const struct slk_avail_basis *b = hit->basis;
+    size_t n = b->plan.num_minutes;
+    size_t *touched = malloc((n + 1) * sizeof(size_t));
+    if (touched == NULL)
+        return false;
+    size_t k = slk_avail_plan_touched(&b->plan, &e->ins, hit->changes, hit->num_changes, touched);
+    if (k == 0) {
+        free(touched);
+        if (slk_avail_cache_renew(op->req->worker->avail_cache, op->cache_key, op->cache_key_len, hit->serial, hit->gen,
+                                  hit))
+            reply_kept(op, hit);
+        else
+            plan(op, e);
+        return true;
+    }
+    if (k == n || copy_basis(&op->basis, b) != 0) {
+        free(touched);
+        return false;
+    }
+    op->ins = e->ins;
+    op->from_ms = b->from_ms;
+    op->to_ms = b->to_ms;
+    op->duration_minutes = b->plan.duration_minutes;
+    op->reread = touched;
+    op->num_reread = k;
+    op->serial = hit->serial;
+    op->gen = hit->gen;
+    int rc = query_units(op);
+    if (rc != 0)
+        fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
+    return true;
+}
+
+/* The same question asked a moment ago: the same answer while nothing of the instructor changed, else updated. */
 static bool reply_from_cache(struct avail_op *op, const struct slk_instructor_entry *e)
 {
     const struct slk_str *q = &op->req->query;
@@ -217,13 +307,17 @@ static bool reply_from_cache(struct avail_op *op, const struct slk_instructor_en
     }
     op->cache_key_len = (size_t)n;
     struct slk_avail_hit hit;
-    if (slk_avail_cache_get(op->req->worker->avail_cache, op->instructor, op->cache_key, op->cache_key_len,
-                            slk_clock_now_ms(), &hit) != 0)
-        return false;
-    struct slk_request *req = op->req;
-    op_free(op);
-    send_reply(req, hit.body, hit.len, hit.etag);
-    return true;
+    switch (slk_avail_cache_get(op->req->worker->avail_cache, op->instructor, op->cache_key, op->cache_key_len,
+                                slk_clock_now_ms(), &hit)) {
+    case SLK_AVAIL_HIT:
+        reply_kept(op, &hit);
+        return true;
+    case SLK_AVAIL_CHANGED:
+        return bring_up_to_date(op, e, &hit);
+    case SLK_AVAIL_MISS:
+        break;
+    }
+    return false;
 }
 
 static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
@@ -254,9 +348,10 @@ static uint64_t fnv(uint64_t h, const void *data, size_t len)
     return h;
 }
 
-static void etag_of(const struct avail_op *op, const unsigned char *states, const int64_t *expires, char out[24])
+static void etag_of(const struct avail_op *op, char out[24])
 {
-    const struct slk_avail_plan *p = &op->plan;
+    const struct slk_avail_plan *p = &op->basis.plan;
+    const unsigned char *states = op->basis.states;
     int64_t head[6] = {op->ins.version,      op->from_ms,      op->to_ms,
                        op->duration_minutes, op->include_held, (int64_t)p->num_starts};
     uint64_t h = fnv(1469598103934665603ULL, head, sizeof(head));
@@ -265,7 +360,7 @@ static void etag_of(const struct avail_op *op, const unsigned char *states, cons
         h = fnv(h, &p->starts[0], sizeof(int64_t));
     if (op->include_held) {
         h = fnv(h, states, p->num_minutes);
-        h = fnv(h, expires, p->num_minutes * sizeof(int64_t));
+        h = fnv(h, op->basis.expires, p->num_minutes * sizeof(int64_t));
     } else {
         /* Free slots depend only on free versus taken: a hold turning into a booking changes nothing. */
         for (size_t i = 0; i < p->num_minutes; i++) {
@@ -289,40 +384,26 @@ static bool etag_matches(const struct slk_request *req, const char *etag)
     return inm->len == 1 && inm->ptr[0] == '*';
 }
 
-static void reply_slots(struct avail_op *op, char *slots, size_t slots_len, const char *etag)
+/* Replies, and keeps the reply (body: malloc'd) with what it was computed from. */
+static void reply_body(struct avail_op *op, char *body, size_t len, const char *etag)
 {
     struct slk_request *req = op->req;
-    const struct slk_instructor *ins = &op->ins;
-    char from[32], to[32], head[512];
-    slk_time_format_rfc3339(op->from_ms, from);
-    slk_time_format_rfc3339(op->to_ms, to);
-    /* Ids match ^[A-Za-z0-9._:-]+$ and zone ids are ICU-validated: nothing here needs escaping. */
-    int n = snprintf(head, sizeof(head),
-                     "{\"success\":true,\"message\":\"Availability\",\"data\":{\"instructor_uuid\":\"%s\","
-                     "\"timezone\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"duration_minutes\":%d,\"slots\":",
-                     ins->id, ins->timezone, from, to, op->duration_minutes);
-    size_t len = (size_t)n + slots_len + 2;
-    char *body = n > 0 && (size_t)n < sizeof(head) ? malloc(len + 1) : NULL;
     char instructor[SLK_MAX_ID_LEN + 1], key[sizeof(op->cache_key)];
     size_t key_len = op->cache_key_len;
     uint32_t gen = op->gen;
+    struct slk_avail_basis basis = op->basis;
+    basis.from_ms = op->from_ms;
+    basis.to_ms = op->to_ms;
+    memset(&op->basis, 0, sizeof(op->basis));
     memcpy(instructor, op->instructor, sizeof(instructor));
     memcpy(key, op->cache_key, key_len);
     op_free(op);
-    if (body == NULL) {
-        free(slots);
-        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
-        return;
-    }
-    memcpy(body, head, (size_t)n);
-    memcpy(body + n, slots, slots_len);
-    memcpy(body + n + slots_len, "}}", 3);
-    free(slots);
-    if (key_len > 0)
-        slk_avail_cache_put(req->worker->avail_cache, instructor, key, key_len, gen, slk_clock_now_ms(), body, len,
-                            etag);
+    bool kept = key_len > 0 &&
+                slk_avail_cache_put(req->worker->avail_cache, instructor, key, key_len, gen, &basis, body, len, etag);
+    slk_avail_basis_clear(&basis);
     send_reply(req, body, len, etag);
-    free(body);
+    if (!kept)
+        free(body);
 }
 
 static void send_reply(struct slk_request *req, const char *body, size_t len, const char *etag)
@@ -337,29 +418,39 @@ static void send_reply(struct slk_request *req, const char *body, size_t len, co
         slk_response_send(req, 200, "application/json; charset=utf-8", body, len);
 }
 
-static void read_states(struct avail_op *op, const redisReply *r)
+/*
+ * The states are read (all of them, or the ones a kept reply needed again,
+ * `changed` saying whether any differs from what it had): reply.
+ */
+static void states_read(struct avail_op *op, bool changed)
 {
-    size_t n = op->plan.num_minutes;
-    unsigned char *states = malloc(n + 1);
-    int64_t *expires = malloc((n + 1) * sizeof(int64_t));
-    char *slots = NULL, etag[24];
-    size_t slots_len = 0;
-    if (states != NULL && expires != NULL) {
-        for (size_t i = 0; i < n; i++) {
-            const redisReply *st = r->element[1 + 2 * i], *ttl = r->element[2 + 2 * i];
-            states[i] = (unsigned char)(st->type == REDIS_REPLY_INTEGER ? st->integer : SLK_UNIT_BOOKED);
-            expires[i] = ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0 ? ttl->integer : 0;
-        }
-        slots = slk_avail_slots_json(&op->plan, &op->ins, states, expires, op->include_held, &slots_len);
-        etag_of(op, states, expires, etag);
+    struct slk_avail_hit hit;
+    if (op->reread != NULL && !changed &&
+        slk_avail_cache_renew(op->req->worker->avail_cache, op->cache_key, op->cache_key_len, op->serial, op->gen,
+                              &hit)) {
+        reply_kept(op, &hit);
+        return;
     }
-    free(states);
-    free(expires);
-    if (slots == NULL) {
+    const struct slk_instructor *ins = &op->ins;
+    char from[32], to[32], head[512], etag[24];
+    slk_time_format_rfc3339(op->from_ms, from);
+    slk_time_format_rfc3339(op->to_ms, to);
+    /* Ids match ^[A-Za-z0-9._:-]+$ and zone ids are ICU-validated: nothing here needs escaping. */
+    int n = snprintf(head, sizeof(head),
+                     "{\"success\":true,\"message\":\"Availability\",\"data\":{\"instructor_uuid\":\"%s\","
+                     "\"timezone\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"duration_minutes\":%d,\"slots\":",
+                     ins->id, ins->timezone, from, to, op->duration_minutes);
+    size_t len = 0;
+    char *body = n > 0 && (size_t)n < sizeof(head)
+                     ? slk_avail_slots_json(&op->basis.plan, ins, op->basis.states, op->basis.expires, op->include_held,
+                                            head, "}}", &len)
+                     : NULL;
+    if (body == NULL) {
         fail_backend(op, SLK_ENOMEM, "availability");
         return;
     }
-    reply_slots(op, slots, slots_len, etag);
+    etag_of(op, etag);
+    reply_body(op, body, len, etag);
 }
 
 /* The settings changed (STALE) or Redis has none (NOLOAD): fetch them again, then plan again. */
@@ -372,6 +463,7 @@ static void retry_with_fresh_settings(struct avail_op *op, bool noload, const re
     slk_instructor_resync(op->req->worker, op->instructor, noload, stale_reply, on_instructor, op);
 }
 
+/* lua/availability.lua's reply: {"OK", state, expiry, ...} per unit read. */
 static void on_units(void *data, redisReply *r, const char *err)
 {
     struct avail_op *op = data;
@@ -379,8 +471,19 @@ static void on_units(void *data, redisReply *r, const char *err)
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
-    if (slk__script_reply_is(r, "OK") && r->elements == 1 + 2 * op->plan.num_minutes) {
-        read_states(op, r);
+    size_t count = read_count(op);
+    if (slk__script_reply_is(r, "OK") && r->elements == 1 + 2 * count) {
+        bool changed = false;
+        for (size_t i = 0; i < count; i++) {
+            const redisReply *st = r->element[1 + 2 * i], *ttl = r->element[2 + 2 * i];
+            size_t k = read_index(op, i);
+            unsigned char state = (unsigned char)(st->type == REDIS_REPLY_INTEGER ? st->integer : SLK_UNIT_BOOKED);
+            int64_t expires = ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0 ? ttl->integer : 0;
+            changed |= op->basis.states[k] != state || op->basis.expires[k] != expires;
+            op->basis.states[k] = state;
+            op->basis.expires[k] = expires;
+        }
+        states_read(op, changed);
         return;
     }
     bool stale = slk__script_reply_is(r, "STALE"), noload = slk__script_reply_is(r, "NOLOAD");
@@ -403,11 +506,12 @@ static enum slk_unit_state unit_state_of(const redisReply *v)
     return v->str[0] == 'X' ? SLK_UNIT_BLOCKED : SLK_UNIT_BOOKED;
 }
 
+/* MGET's reply: the version key, then one value per unit read. */
 static void on_mget(void *data, redisReply *r, const char *err)
 {
     struct avail_op *op = data;
-    size_t n = op->plan.num_minutes;
-    if (err != NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 1 + n) {
+    size_t count = read_count(op);
+    if (err != NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 1 + count) {
         fail_backend(op, SLK_EUNAVAILABLE, "redis");
         return;
     }
@@ -418,23 +522,14 @@ static void on_mget(void *data, redisReply *r, const char *err)
         retry_with_fresh_settings(op, ver->type != REDIS_REPLY_STRING, NULL);
         return;
     }
-    unsigned char *states = malloc(n + 1);
-    int64_t *expires = calloc(n + 1, sizeof(int64_t));
-    char *slots = NULL, etag[24];
-    size_t slots_len = 0;
-    if (states != NULL && expires != NULL) {
-        for (size_t i = 0; i < n; i++)
-            states[i] = (unsigned char)unit_state_of(r->element[1 + i]);
-        slots = slk_avail_slots_json(&op->plan, &op->ins, states, expires, false, &slots_len);
-        etag_of(op, states, expires, etag);
+    bool changed = false;
+    for (size_t i = 0; i < count; i++) {
+        size_t k = read_index(op, i);
+        unsigned char state = (unsigned char)unit_state_of(r->element[1 + i]);
+        changed |= op->basis.states[k] != state;
+        op->basis.states[k] = state;
     }
-    free(states);
-    free(expires);
-    if (slots == NULL) {
-        fail_backend(op, SLK_ENOMEM, "availability");
-        return;
-    }
-    reply_slots(op, slots, slots_len, etag);
+    states_read(op, changed);
 }
 
 static const char *parse_query(struct slk_request *req, struct avail_op *op)

@@ -220,3 +220,39 @@ def test_kept_replies_never_outlive_a_change_in_this_process():
             expect_ok(c.post(f"/api/v1/instructors/{ins}/availability/block",
                              {"blocks": [{"start_time": _z(d, 10), "end_time": _z(d, 11)}]}, token=srv.admin()), 201)
         every_worker_sees(False, "blocked right after the block's reply")
+
+
+@timeout(60)
+def test_kept_replies_follow_changes_announced_by_another_process():
+    """A change made through another process reaches a kept reply on the events channel, which names the
+    booking's own range: the buffer around it must be read again too (avail_cache.h). Asked well within the
+    second after which a kept reply is read afresh anyway."""
+    from harness import Server, wait_until
+    a, b = Server(name="avail-a"), Server(name="avail-b")
+    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    with a, b:
+        ins = a.put_instructor(buffer_minutes=30)
+        date = _date(6)
+        d = dt.date.fromisoformat(date)
+        every = [_z(d, h, m) for h in range(24) for m in (0, 15, 30, 45)]
+        # A 60-minute slot needs [start - 30, start + 90) free: a hold of 10:00-11:00 (units 09:30-11:15 with
+        # its buffer) hides the starts 08:15 .. 11:45.
+        hidden = {_z(d, h, m) for h in range(8, 12) for m in (0, 15, 30, 45)} - {_z(d, 8, 0)}
+        with a.client() as c:
+            def starts():
+                return _starts(c.get(f"/api/v1/instructors/{ins}/availability?from={date}&to={date}",
+                                     token=a.admin()))
+
+            eq(starts(), every, "every start free before the hold")
+            eq(starts(), every, "the kept reply")
+            t0 = time.monotonic()
+            h = b.hold(ins, _z(d, 10), _z(d, 11))
+            wait_until(lambda: starts() != every, 0.5, interval=0.02, what="the hold seen by the other process")
+            eq(starts(), [s for s in every if s not in hidden], "the hold and its buffer hidden, nothing else")
+            check(time.monotonic() - t0 < 0.9, "seen while the first reply was still kept")
+
+            eq(starts(), [s for s in every if s not in hidden], "kept again")
+            t0 = time.monotonic()
+            expect_ok(b.action(h.uuid, "cancel", h.student_token), 200)
+            wait_until(lambda: starts() == every, 0.5, interval=0.02, what="the cancel seen by the other process")
+            check(time.monotonic() - t0 < 0.9, "seen while the reply was still kept")

@@ -1,8 +1,12 @@
-/* Kept availability replies: served only while the instructor's generation and the time bound allow. */
+/*
+ * Kept availability replies: served only while the instructor's generation and the time bound allow; after a
+ * change, the journal says which units to read again.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -11,9 +15,46 @@
 
 static const char body[] = "{\"success\":true}";
 
-static void put(struct slk_avail_cache *c, const char *ins, const char *key, int64_t now)
+/* A basis as a full read leaves it: two planned minutes, read at read_ms. */
+static struct slk_avail_basis basis_read_at(int64_t read_ms)
 {
-    slk_avail_cache_put(c, ins, key, strlen(key), slk_avail_gen(ins), now, body, sizeof(body) - 1, "\"e1\"");
+    struct slk_avail_basis b = {.read_ms = read_ms};
+    b.plan.minutes = calloc(2, sizeof(int64_t));
+    b.plan.num_minutes = 2;
+    b.states = calloc(2, 1);
+    b.expires = calloc(2, sizeof(int64_t));
+    assert_non_null(b.plan.minutes);
+    assert_non_null(b.states);
+    assert_non_null(b.expires);
+    return b;
+}
+
+static void put_gen(struct slk_avail_cache *c, const char *ins, const char *key, uint32_t gen, int64_t read_ms)
+{
+    struct slk_avail_basis b = basis_read_at(read_ms);
+    char *text = malloc(sizeof(body));
+    assert_non_null(text);
+    memcpy(text, body, sizeof(body));
+    assert_true(slk_avail_cache_put(c, ins, key, strlen(key), gen, &b, text, sizeof(body) - 1, "\"e1\""));
+    assert_null(b.states); /* taken by the cache, like the body */
+}
+
+static void put(struct slk_avail_cache *c, const char *ins, const char *key, int64_t read_ms)
+{
+    put_gen(c, ins, key, slk_avail_gen(ins), read_ms);
+}
+
+static enum slk_avail_lookup get(struct slk_avail_cache *c, const char *ins, const char *key, int64_t now,
+                                 struct slk_avail_hit *hit)
+{
+    return slk_avail_cache_get(c, ins, key, strlen(key), now, hit);
+}
+
+static void bump_unit_keys(const char *k1, const char *k2)
+{
+    const char *keys[2] = {k1, k2};
+    size_t lens[2] = {strlen(k1), k2 != NULL ? strlen(k2) : 0};
+    slk_avail_gen_bump_keys(k2 != NULL ? 2 : 1, keys, lens);
 }
 
 static void test_hit_until_the_time_bound(void **state)
@@ -22,39 +63,106 @@ static void test_hit_until_the_time_bound(void **state)
     struct slk_avail_cache *c = slk_avail_cache_create();
     struct slk_avail_hit hit;
     put(c, "ins-a", "ins-a\n1\nfrom=x", 1000);
-    assert_int_equal(slk_avail_cache_get(c, "ins-a", "ins-a\n1\nfrom=x", 14, 1000 + SLK_AVAIL_CACHE_TTL_MS - 1, &hit),
-                     0);
+    assert_int_equal(get(c, "ins-a", "ins-a\n1\nfrom=x", 1000 + SLK_AVAIL_CACHE_TTL_MS - 1, &hit), SLK_AVAIL_HIT);
     assert_int_equal(hit.len, sizeof(body) - 1);
     assert_memory_equal(hit.body, body, hit.len);
     assert_string_equal(hit.etag, "\"e1\"");
-    assert_int_not_equal(slk_avail_cache_get(c, "ins-a", "ins-a\n1\nfrom=x", 14, 1000 + SLK_AVAIL_CACHE_TTL_MS, &hit),
-                         0);
+    assert_int_equal(get(c, "ins-a", "ins-a\n1\nfrom=x", 1000 + SLK_AVAIL_CACHE_TTL_MS, &hit), SLK_AVAIL_MISS);
     slk_avail_cache_free(c);
 }
 
-static void test_a_change_of_the_instructor_drops_it(void **state)
+static void test_a_change_names_the_units_it_touched(void **state)
 {
     (void)state;
     struct slk_avail_cache *c = slk_avail_cache_create();
     struct slk_avail_hit hit;
     put(c, "ins-b", "ins-b\n1\n", 1000);
     put(c, "ins-c", "ins-c\n1\n", 1000);
-    /* A script sent for ins-b: keys carry the hash tag. */
-    slk_avail_gen_bump_key("slk:{ins-b}:u:123", 17);
-    assert_int_not_equal(slk_avail_cache_get(c, "ins-b", "ins-b\n1\n", 8, 1001, &hit), 0);
-    assert_int_equal(slk_avail_cache_get(c, "ins-c", "ins-c\n1\n", 8, 1001, &hit), 0);
+    /* A hold script for ins-b: its meta key first, then its unit keys. */
+    const char *keys[4] = {"slk:{ins-b}:meta", "slk:{ins-b}:u:29000000", "slk:{ins-b}:u:29000030",
+                           "slk:{ins-b}:u:29000015"};
+    size_t lens[4] = {strlen(keys[0]), strlen(keys[1]), strlen(keys[2]), strlen(keys[3])};
+    slk_avail_gen_bump_keys(4, keys, lens);
+    assert_int_equal(get(c, "ins-b", "ins-b\n1\n", 1001, &hit), SLK_AVAIL_CHANGED);
+    assert_int_equal(hit.num_changes, 1);
+    assert_int_equal(hit.changes[0].lo, 29000000);
+    assert_int_equal(hit.changes[0].hi, 29000031);
+    assert_int_equal(hit.gen, slk_avail_gen("ins-b"));
+    assert_memory_equal(hit.body, body, hit.len); /* what the caller brings up to date */
+    assert_int_equal(get(c, "ins-c", "ins-c\n1\n", 1001, &hit), SLK_AVAIL_HIT);
     slk_avail_cache_free(c);
 }
 
-static void test_a_reply_read_before_a_change_is_not_kept(void **state)
+static void test_a_change_of_unknown_extent_covers_everything(void **state)
+{
+    (void)state;
+    struct slk_avail_cache *c = slk_avail_cache_create();
+    struct slk_avail_hit hit;
+    put(c, "ins-u", "ins-u\n1\n", 1000);
+    bump_unit_keys("slk:{ins-u}:b:some-booking", NULL); /* a script without unit keys */
+    slk_avail_gen_bump("ins-u", 5);                     /* an announcement that could not be read */
+    assert_int_equal(get(c, "ins-u", "ins-u\n1\n", 1001, &hit), SLK_AVAIL_CHANGED);
+    assert_int_equal(hit.num_changes, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_true(hit.changes[i].lo == INT64_MIN);
+        assert_true(hit.changes[i].hi == INT64_MAX);
+    }
+    slk_avail_cache_free(c);
+}
+
+static void test_a_reply_read_before_a_change_is_brought_up_to_date(void **state)
 {
     (void)state;
     struct slk_avail_cache *c = slk_avail_cache_create();
     struct slk_avail_hit hit;
     uint32_t seen = slk_avail_gen("ins-d");
-    slk_avail_gen_bump("ins-d", 5); /* a hold sent while the read was in flight */
-    slk_avail_cache_put(c, "ins-d", "k", 1, seen, 1000, body, sizeof(body) - 1, "\"e\"");
-    assert_int_not_equal(slk_avail_cache_get(c, "ins-d", "k", 1, 1001, &hit), 0);
+    /* A hold's expiry announced while the read was in flight. */
+    slk_avail_gen_bump_units("ins-d", 5, (struct slk_unit_range){500, 501});
+    put_gen(c, "ins-d", "k", seen, 1000);
+    assert_int_equal(get(c, "ins-d", "k", 1001, &hit), SLK_AVAIL_CHANGED);
+    assert_int_equal(hit.num_changes, 1);
+    assert_int_equal(hit.changes[0].lo, 500);
+    assert_int_equal(hit.changes[0].hi, 501);
+    slk_avail_cache_free(c);
+}
+
+static void test_more_changes_than_the_journal_holds_miss(void **state)
+{
+    (void)state;
+    struct slk_avail_cache *c = slk_avail_cache_create();
+    struct slk_avail_hit hit;
+    put(c, "ins-j", "k", 1000);
+    for (int i = 0; i < SLK_AVAIL_JOURNAL; i++)
+        slk_avail_gen_bump_units("ins-j", 5, (struct slk_unit_range){i, i + 1});
+    assert_int_equal(get(c, "ins-j", "k", 1001, &hit), SLK_AVAIL_CHANGED);
+    assert_int_equal(hit.num_changes, SLK_AVAIL_JOURNAL);
+    for (int i = 0; i < SLK_AVAIL_JOURNAL; i++)
+        assert_int_equal(hit.changes[i].lo, i); /* oldest first */
+    slk_avail_gen_bump_units("ins-j", 5, (struct slk_unit_range){99, 100});
+    assert_int_equal(get(c, "ins-j", "k", 1001, &hit), SLK_AVAIL_MISS);
+    slk_avail_cache_free(c);
+}
+
+static void test_renew_only_the_reply_it_started_from(void **state)
+{
+    (void)state;
+    struct slk_avail_cache *c = slk_avail_cache_create();
+    struct slk_avail_hit hit, renewed;
+    put(c, "ins-r", "k", 1000);
+    slk_avail_gen_bump_units("ins-r", 5, (struct slk_unit_range){7, 8});
+    assert_int_equal(get(c, "ins-r", "k", 1001, &hit), SLK_AVAIL_CHANGED);
+    assert_true(slk_avail_cache_renew(c, "k", 1, hit.serial, hit.gen, &renewed));
+    assert_memory_equal(renewed.body, body, renewed.len);
+    assert_int_equal(get(c, "ins-r", "k", 1002, &hit), SLK_AVAIL_HIT);
+    /* Renewing keeps the time of the last full read: the bound still holds. */
+    assert_int_equal(get(c, "ins-r", "k", 1000 + SLK_AVAIL_CACHE_TTL_MS, &hit), SLK_AVAIL_MISS);
+
+    put(c, "ins-r", "k", 2000);
+    assert_int_equal(get(c, "ins-r", "k", 2001, &hit), SLK_AVAIL_HIT);
+    uint64_t first = hit.serial;
+    slk_avail_gen_bump_units("ins-r", 5, (struct slk_unit_range){7, 8});
+    put(c, "ins-r", "k", 2002); /* another request kept a newer reply meanwhile */
+    assert_false(slk_avail_cache_renew(c, "k", 1, first, slk_avail_gen("ins-r"), &renewed));
     slk_avail_cache_free(c);
 }
 
@@ -64,11 +172,11 @@ static void test_other_questions_miss(void **state)
     struct slk_avail_cache *c = slk_avail_cache_create();
     struct slk_avail_hit hit;
     put(c, "ins-e", "ins-e\n1\nfrom=a", 1000);
-    assert_int_not_equal(slk_avail_cache_get(c, "ins-e", "ins-e\n1\nfrom=b", 14, 1001, &hit), 0);
-    assert_int_not_equal(slk_avail_cache_get(c, "ins-e", "ins-e\n2\nfrom=a", 14, 1001, &hit), 0);
+    assert_int_equal(get(c, "ins-e", "ins-e\n1\nfrom=b", 1001, &hit), SLK_AVAIL_MISS);
+    assert_int_equal(get(c, "ins-e", "ins-e\n2\nfrom=a", 1001, &hit), SLK_AVAIL_MISS);
     /* Keys without a hash tag change nothing. */
-    slk_avail_gen_bump_key("slk:bi:x", 8);
-    assert_int_equal(slk_avail_cache_get(c, "ins-e", "ins-e\n1\nfrom=a", 14, 1001, &hit), 0);
+    bump_unit_keys("slk:bi:x", NULL);
+    assert_int_equal(get(c, "ins-e", "ins-e\n1\nfrom=a", 1001, &hit), SLK_AVAIL_HIT);
     slk_avail_cache_free(c);
 }
 
@@ -76,8 +184,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_until_the_time_bound),
-        cmocka_unit_test(test_a_change_of_the_instructor_drops_it),
-        cmocka_unit_test(test_a_reply_read_before_a_change_is_not_kept),
+        cmocka_unit_test(test_a_change_names_the_units_it_touched),
+        cmocka_unit_test(test_a_change_of_unknown_extent_covers_everything),
+        cmocka_unit_test(test_a_reply_read_before_a_change_is_brought_up_to_date),
+        cmocka_unit_test(test_more_changes_than_the_journal_holds_miss),
+        cmocka_unit_test(test_renew_only_the_reply_it_started_from),
         cmocka_unit_test(test_other_questions_miss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,7 @@ static json_t *slots_of(const struct slk_avail_plan *p, const struct slk_instruc
                         const int64_t *expires, bool include_held)
 {
     size_t len = 0;
-    char *text = slk_avail_slots_json(p, ins, states, expires, include_held, &len);
+    char *text = slk_avail_slots_json(p, ins, states, expires, include_held, "", "", &len);
     assert_non_null(text);
     assert_int_equal(len, strlen(text));
     json_t *arr = json_loadb(text, len, 0, NULL);
@@ -154,6 +154,48 @@ static void test_grid_units_cover_every_overlapping_unit(void **state)
     slk_tz_close(tz);
 }
 
+/* After a change, only the plan minutes it may have altered are read again: the range widened by buffer and unit. */
+static void test_touched_minutes_cover_a_change_and_its_buffer(void **state)
+{
+    (void)state;
+    struct slk_instructor ins;
+    settings(&ins, "{\"buffer_minutes\":15,\"weekly\":[{\"day\":\"mon\",\"start\":\"09:00\",\"end\":\"12:00\"}]}");
+    struct slk_tz *tz = slk_tz_open("UTC");
+    struct slk_avail_plan p;
+    assert_int_equal(slk_avail_plan(&p, &ins, tz, at("2030-01-07T00:00:00Z"), at("2030-01-08T00:00:00Z"), 60,
+                                    at("2029-01-01T00:00:00Z")),
+                     0);
+    /* Units 08:45 .. 12:00, every 15 minutes: 14 of them. */
+    assert_int_equal(p.num_minutes, 14);
+    size_t out[14];
+    int64_t ten = at("2030-01-07T10:00:00Z") / 60000;
+
+    /* A booking's own range [10:00, 11:00) as announced: its units with their buffer are 09:45 .. 11:00; one more
+     * unit on either side is read too (the widening does not depend on the range being on the grid). */
+    struct slk_unit_range booking = {ten, ten + 60};
+    size_t n = slk_avail_plan_touched(&p, &ins, &booking, 1, out);
+    assert_int_equal(n, 8); /* 09:30 .. 11:15 */
+    assert_int_equal(p.minutes[out[0]], ten - 30);
+    assert_int_equal(p.minutes[out[7]], ten + 75);
+    for (size_t i = 1; i < n; i++)
+        assert_int_equal(out[i], out[i - 1] + 1);
+
+    /* Two changes far apart, and one outside the plan entirely. */
+    struct slk_unit_range two[3] = {{ten - 75, ten - 74}, {ten + 120, ten + 121}, {ten + 24 * 60, ten + 24 * 60 + 1}};
+    n = slk_avail_plan_touched(&p, &ins, two, 3, out);
+    assert_int_equal(n, 6); /* 08:45 (the first unit) .. 09:15, and 11:30 .. 12:00 (the last) */
+    int64_t expected[6] = {ten - 75, ten - 60, ten - 45, ten + 90, ten + 105, ten + 120};
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(p.minutes[out[i]], expected[i]);
+
+    struct slk_unit_range elsewhere = {ten + 24 * 60, ten + 24 * 60 + 15};
+    assert_int_equal(slk_avail_plan_touched(&p, &ins, &elsewhere, 1, out), 0);
+    struct slk_unit_range everything = {INT64_MIN, INT64_MAX};
+    assert_int_equal(slk_avail_plan_touched(&p, &ins, &everything, 1, out), 14);
+    slk_avail_plan_clear(&p);
+    slk_tz_close(tz);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_plan_skips_the_spring_forward_gap),
         cmocka_unit_test(test_plan_follows_the_local_grid_phase),
         cmocka_unit_test(test_grid_units_cover_every_overlapping_unit),
+        cmocka_unit_test(test_touched_minutes_cover_a_change_and_its_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
