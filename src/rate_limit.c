@@ -1,6 +1,7 @@
 /*
- * The rate limit gate (R-HOLD abuse caps): one token bucket per client in
- * Redis, refilled and drawn from by lua/rate_limit.lua in one round trip.
+ * The rate limit gate (R-HOLD abuse caps): one token bucket per client,
+ * kept in Redis (lua/rate_limit.lua) and decided on the worker's view of it
+ * (rate_view.h), so a request never waits for the limiter.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,29 +11,21 @@
 #include "slk/auth.h"
 #include "slk/gates.h"
 #include "slk/log.h"
+#include "slk/rate_view.h"
 #include "slk/redis.h"
 #include "slk/response.h"
 #include "slk/scripts.h"
 #include "slk/worker.h"
 
-/* "slk:rl:{" role ":" sub "}" */
-#define RATE_KEY_MAX (16 + 16 + SLK_MAX_ID_LEN)
+/* The bucket's Redis key, "slk:rl:{" role ":" sub "}", names the client in the view too. */
+#define RATE_KEY_MAX SLK_RATE_CLIENT_MAX
 
-struct rate_check {
-    struct slk_request *req;
-    slk_gate_next next;
+struct charge {
+    struct slk_worker *w;
+    struct slk_rate_limits limits;
+    size_t len;
+    char key[RATE_KEY_MAX];
 };
-
-/*
- * The limiter is a guard, not a dependency: when Redis cannot answer, the
- * request goes on and meets Redis in its handler, which reports the outage
- * properly (503) or serves what does not need Redis.
- */
-static void pass_open(struct slk_request *req, slk_gate_next next, const char *why)
-{
-    slk_log(SLK_LOG_WARN, "rate limit not checked; request let through", "error", why, NULL);
-    next(req);
-}
 
 static void reply_limited(struct slk_request *req, long long wait_ms)
 {
@@ -48,30 +41,48 @@ static void reply_limited(struct slk_request *req, long long wait_ms)
                     json_pack("{s:I}", "retry_after_ms", (json_int_t)wait_ms));
 }
 
-static void on_checked(void *data, redisReply *r, const char *err)
+/*
+ * The limiter is a guard, not a dependency: when Redis cannot answer, the
+ * worker goes on limiting on its own view, and the request meets Redis in its
+ * handler, which reports an outage properly (503) or serves what does not
+ * need Redis.
+ */
+static void on_charged(void *data, redisReply *r, const char *err)
 {
-    struct rate_check *rc = data;
-    struct slk_request *req = rc->req;
-    slk_gate_next next = rc->next;
-    free(rc);
-    if (err != NULL) {
-        pass_open(req, next, err);
+    struct charge *ch = data;
+    if (err == NULL && r->type == REDIS_REPLY_INTEGER) {
+        slk_rate_view_charged(ch->w->rate_view, ch->key, ch->len, (int64_t)uv_hrtime(), (int64_t)r->integer * 1000,
+                              &ch->limits);
+    } else {
+        slk_log(SLK_LOG_WARN, "rate limit not charged in redis", "error",
+                err != NULL                    ? err
+                : r->type == REDIS_REPLY_ERROR ? r->str
+                                               : "unexpected reply",
+                NULL);
+        slk_rate_view_uncharged(ch->w->rate_view, ch->key, ch->len);
+    }
+    free(ch);
+}
+
+static void send_charge(struct slk_worker *w, const char *key, size_t len, const struct slk_config *cfg,
+                        const struct slk_rate_limits *lim)
+{
+    struct charge *ch = malloc(sizeof(*ch));
+    if (ch == NULL) {
+        slk_rate_view_uncharged(w->rate_view, key, len);
         return;
     }
-    if (r->type == REDIS_REPLY_ERROR) {
-        pass_open(req, next, r->str);
-        return;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER ||
-        r->element[1]->type != REDIS_REPLY_INTEGER) {
-        pass_open(req, next, "unexpected reply");
-        return;
-    }
-    if (r->element[0]->integer == 1) {
-        next(req);
-        return;
-    }
-    reply_limited(req, r->element[1]->integer);
+    *ch = (struct charge){.w = w, .limits = *lim, .len = len};
+    memcpy(ch->key, key, len);
+    char rate[16], burst[16];
+    snprintf(rate, sizeof(rate), "%d", cfg->rate_limit_per_second);
+    snprintf(burst, sizeof(burst), "%d", cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 1);
+    const char *keys[1] = {ch->key};
+    const size_t key_lens[1] = {len};
+    const char *args[3] = {rate, burst, "1"};
+    int err = slk_script_eval(w->redis, SLK_SCRIPT_RATE_LIMIT, on_charged, ch, 1, keys, key_lens, 3, args, NULL);
+    if (err != 0)
+        on_charged(ch, NULL, slk_strerror(err));
 }
 
 void slk_rate_limit_check(struct slk_request *req, slk_gate_next next)
@@ -82,27 +93,22 @@ void slk_rate_limit_check(struct slk_request *req, slk_gate_next next)
         return;
     }
     /* The role is part of the client: one id used under two roles (tests, admin tools) gets two buckets. */
-    char key[RATE_KEY_MAX], rate[16], burst[16];
+    char key[RATE_KEY_MAX];
     int klen = snprintf(key, sizeof(key), "slk:rl:{%s:%s}", slk_role_name((enum slk_role)req->user_role),
                         req->user_sub[0] != '\0' ? req->user_sub : "-");
-    snprintf(rate, sizeof(rate), "%d", cfg->rate_limit_per_second);
-    snprintf(burst, sizeof(burst), "%d", cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 1);
     if (klen < 0 || (size_t)klen >= sizeof(key)) {
-        pass_open(req, next, "client id too long");
+        slk_log(SLK_LOG_WARN, "rate limit not checked; request let through", "error", "client id too long", NULL);
+        next(req);
         return;
     }
-    struct rate_check *rc = malloc(sizeof(*rc));
-    if (rc == NULL) {
-        pass_open(req, next, "out of memory");
+    int burst = cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 1;
+    struct slk_rate_limits lim = {.interval_ns = 1000000000LL / cfg->rate_limit_per_second};
+    lim.window_ns = lim.interval_ns * burst;
+    int64_t wait_ns;
+    if (!slk_rate_view_take(req->worker->rate_view, key, (size_t)klen, (int64_t)uv_hrtime(), &lim, &wait_ns)) {
+        reply_limited(req, (long long)((wait_ns + 999999) / 1000000));
         return;
     }
-    rc->req = req;
-    rc->next = next;
-    const char *keys[1] = {key};
-    const char *args[2] = {rate, burst};
-    int err = slk_script_eval(req->worker->redis, SLK_SCRIPT_RATE_LIMIT, on_checked, rc, 1, keys, NULL, 2, args, NULL);
-    if (err != 0) {
-        free(rc);
-        pass_open(req, next, slk_strerror(err));
-    }
+    send_charge(req->worker, key, (size_t)klen, cfg, &lim);
+    next(req);
 }

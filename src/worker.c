@@ -16,6 +16,7 @@
 #include "slk/scripts.h"
 #include "slk/token_cache.h"
 #include "slk/avail_cache.h"
+#include "slk/rate_view.h"
 #include "slk/hold_flights.h"
 #include "slk/hold_questions.h"
 #include "slk/refusal_cache.h"
@@ -66,6 +67,7 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     w->tokens = slk_token_cache_create();
     w->avail_cache = slk_avail_cache_create();
     w->refusals = slk_refusal_cache_create();
+    w->rate_view = slk_rate_view_create();
     w->questions = slk_hold_questions_create();
     bool has_secret = cfg->jwt_secret != NULL && cfg->jwt_secret[0] != '\0'; /* none when auth is off */
     w->jwt_key = has_secret ? slk_hmac_new((const unsigned char *)cfg->jwt_secret, strlen(cfg->jwt_secret)) : NULL;
@@ -82,8 +84,8 @@ int slk_worker_init(struct slk_worker *w, int id, const struct slk_config *cfg, 
     w->http = slk_http_server_create(&w->loop, w, &limits, slk_routes_dispatch);
     rc = SLK_ENOMEM;
     if (w->pg == NULL || w->instructors == NULL || w->tokens == NULL || w->avail_cache == NULL || w->refusals == NULL ||
-        w->questions == NULL || (has_secret && w->jwt_key == NULL) || w->flights == NULL || w->http == NULL ||
-        w->events == NULL || w->pubsub == NULL)
+        w->rate_view == NULL || w->questions == NULL || (has_secret && w->jwt_key == NULL) || w->flights == NULL ||
+        w->http == NULL || w->events == NULL || w->pubsub == NULL)
         goto fail;
     rc = slk_http_server_listen(w->http, listen_fd);
     if (rc != 0)
@@ -218,6 +220,8 @@ void slk_worker_free(struct slk_worker *w)
     w->avail_cache = NULL;
     slk_refusal_cache_free(w->refusals);
     w->refusals = NULL;
+    slk_rate_view_free(w->rate_view);
+    w->rate_view = NULL;
     slk_hold_questions_free(w->questions);
     w->questions = NULL;
     slk_hmac_free(w->jwt_key);

@@ -10,7 +10,11 @@
 
 typedef void (*slk_gate_next)(struct slk_request *req);
 
-/* R-HOLD abuse caps: a per-client token bucket kept in Redis (lua/rate_limit.lua); 429 rate_limited + Retry-After. */
+/*
+ * R-HOLD abuse caps: a per-client token bucket kept in Redis
+ * (lua/rate_limit.lua), decided on the worker's view of it (rate_view.h);
+ * 429 rate_limited + Retry-After.
+ */
 void slk_rate_limit_check(struct slk_request *req, slk_gate_next next);
 
 /*

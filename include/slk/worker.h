@@ -17,6 +17,7 @@ struct slk_pg_pool;
 struct slk_router;
 struct slk_instructor_cache;
 struct slk_token_cache;
+struct slk_rate_view;
 struct slk_events;
 struct slk_pubsub;
 struct slk_avail_cache;
@@ -42,6 +43,7 @@ struct slk_worker {
     struct slk_hmac *jwt_key;             /* JWT_SECRET, set up once for this thread */
     struct slk_avail_cache *avail_cache;  /* recent availability replies (avail_cache.h) */
     struct slk_refusal_cache *refusals;   /* recent hold refusals (refusal_cache.h) */
+    struct slk_rate_view *rate_view;      /* clients' token buckets as this worker sees them (rate_view.h) */
     struct slk_hold_questions *questions; /* recent hold bodies, parsed (hold_questions.h) */
     struct slk_hold_flights *flights;     /* hold questions in flight (hold_flights.h) */
     struct slk_events *events;            /* SSE clients of this loop */

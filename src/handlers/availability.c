@@ -248,10 +248,13 @@ static int copy_basis(struct slk_avail_basis *to, const struct slk_avail_basis *
         slk_avail_basis_clear(to);
         return SLK_ENOMEM;
     }
-    memcpy(to->plan.starts, p->starts, p->num_starts * sizeof(int64_t));
-    memcpy(to->plan.minutes, p->minutes, p->num_minutes * sizeof(int64_t));
-    memcpy(to->states, from->states, p->num_minutes);
-    memcpy(to->expires, from->expires, p->num_minutes * sizeof(int64_t));
+    if (p->num_starts > 0)
+        memcpy(to->plan.starts, p->starts, p->num_starts * sizeof(int64_t));
+    if (p->num_minutes > 0) {
+        memcpy(to->plan.minutes, p->minutes, p->num_minutes * sizeof(int64_t));
+        memcpy(to->states, from->states, p->num_minutes);
+        memcpy(to->expires, from->expires, p->num_minutes * sizeof(int64_t));
+    }
     return 0;
 }
 

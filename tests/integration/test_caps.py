@@ -302,24 +302,60 @@ def test_rate_limit_spares_probes_and_payment_callbacks():
 
 
 @timeout(90)
-def test_rate_limit_fails_open_when_redis_is_slow():
-    # The limiter guards; it must not take down what works without Redis
-    # (instructor settings are read from Postgres).
+def test_rate_limit_decides_without_redis():
+    # The limiter guards; it must not take down what works without Redis (instructor settings are read from
+    # Postgres or the worker's cache). It decides on the worker's view of the bucket, so while Redis is away it
+    # still lets the burst through, and still limits beyond it.
     redis_proc = RedisProc().start()
     try:
         env = {"RATE_LIMIT_PER_SECOND": "5", "RATE_LIMIT_BURST": "5", "REDIS_TIMEOUT_MS": "300"}
         with Server(redis_url=redis_proc.url, env=env, name="rate-open") as srv:
             ins = srv.put_instructor()
             tok = srv.token(uid("stu"), "student")
+            path = f"/api/v1/instructors/{ins}"
             redis_proc.pause()
             try:
                 with srv.client() as c:
-                    for _ in range(8):
-                        expect_ok(c.get(f"/api/v1/instructors/{ins}", token=tok), 200)
+                    for r in get_status_burst(c, path, tok, 5):
+                        expect_ok(r, 200)
+                    expect_error(c.get(path, token=tok), 429, "rate_limited")
+                    time.sleep(0.25)
+                    expect_ok(c.get(path, token=tok), 200)
             finally:
                 redis_proc.resume()
     finally:
         redis_proc.stop()
+
+
+@timeout(60)
+def test_rate_limit_bucket_is_shared_by_processes():
+    """Two servers, one Redis: the tokens one lets through are charged to the bucket both see. The second learns
+    of them with its first charge and then limits the client as the first would."""
+    a = Server(env={"RATE_LIMIT_PER_SECOND": "2", "RATE_LIMIT_BURST": "5"}, name="rate-shared-a")
+    b = Server(env={"RATE_LIMIT_PER_SECOND": "2", "RATE_LIMIT_BURST": "5"}, name="rate-shared-b")
+    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    with a, b:
+        ins = a.put_instructor()
+        sub = uid("stu")
+        tok = a.token(sub, "student")
+        path = f"/api/v1/instructors/{ins}"
+        with a.client() as ca, b.client() as cb:
+            for r in get_status_burst(ca, path, tok, 5):
+                expect_ok(r, 200)
+            expect_error(ca.get(path, token=tok), 429, "rate_limited")
+            # b has not seen the client: its view starts full, and its first charge brings back the debt, so it
+            # limits the client long before its own view of five tokens would run out.
+            admitted = 0
+            while True:
+                r = cb.get(path, token=tok)
+                if r.status == 429:
+                    break
+                expect_ok(r, 200)
+                admitted += 1
+                check(admitted < 5, "the other process let a whole bucket through: it never heard of the debt")
+            # Redis holds the whole debt: at 2/s, the six tokens of a five-token bucket plus whatever b let through.
+            debt_ms = int(redis("PTTL", f"slk:rl:{{student:{sub}}}"))
+            check(debt_ms > 2500, f"bucket PTTL {debt_ms} ms: the tokens of both servers charged")
 
 
 @timeout(60)

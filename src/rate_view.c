@@ -1,0 +1,118 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "slk/common.h"
+#include "slk/rate_view.h"
+
+#define SETS 2048
+#define WAYS 4
+
+struct client {
+    int64_t tat_ns;     /* 0: the slot is free */
+    uint32_t in_flight; /* tokens taken here whose charge Redis has not answered yet */
+    uint8_t len;
+    char id[SLK_RATE_CLIENT_MAX];
+};
+
+struct slk_rate_view {
+    struct client slots[SETS * WAYS];
+};
+
+struct slk_rate_view *slk_rate_view_create(void)
+{
+    return calloc(1, sizeof(struct slk_rate_view));
+}
+
+void slk_rate_view_free(struct slk_rate_view *v)
+{
+    free(v);
+}
+
+static struct client *set_of(struct slk_rate_view *v, const char *id, size_t len)
+{
+    return &v->slots[slk_fnv1a(SLK_FNV1A_INIT, id, len) % SETS * WAYS];
+}
+
+static bool is(const struct client *c, const char *id, size_t len)
+{
+    return c->tat_ns != 0 && c->len == len && memcmp(c->id, id, len) == 0;
+}
+
+static struct client *find(struct slk_rate_view *v, const char *id, size_t len)
+{
+    struct client *set = set_of(v, id, len);
+    for (int i = 0; i < WAYS; i++) {
+        if (is(&set[i], id, len))
+            return &set[i];
+    }
+    return NULL;
+}
+
+/*
+ * Room for a client not in view: a free slot, else the one whose bucket is
+ * fullest. Forgetting a client only lets it start from a full bucket here;
+ * Redis still charges what it takes.
+ */
+static struct client *make_room(struct slk_rate_view *v, const char *id, size_t len)
+{
+    struct client *set = set_of(v, id, len), *pick = &set[0];
+    for (int i = 0; i < WAYS; i++) {
+        if (set[i].tat_ns == 0)
+            return &set[i];
+        if (set[i].tat_ns < pick->tat_ns)
+            pick = &set[i];
+    }
+    return pick;
+}
+
+static struct client *find_or_add(struct slk_rate_view *v, const char *id, size_t len, int64_t now_ns)
+{
+    struct client *c = find(v, id, len);
+    if (c != NULL)
+        return c;
+    c = make_room(v, id, len);
+    c->tat_ns = now_ns > 0 ? now_ns : 1;
+    c->in_flight = 0;
+    c->len = (uint8_t)len;
+    memcpy(c->id, id, len);
+    return c;
+}
+
+bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns,
+                        const struct slk_rate_limits *lim, int64_t *wait_ns)
+{
+    if (len > SLK_RATE_CLIENT_MAX)
+        len = SLK_RATE_CLIENT_MAX; /* ids are at most 64 bytes: never happens, never overflows */
+    struct client *c = find_or_add(v, client, len, now_ns);
+    int64_t tat = c->tat_ns > now_ns ? c->tat_ns : now_ns;
+    int64_t next = tat + lim->interval_ns;
+    if (next - now_ns > lim->window_ns) {
+        *wait_ns = next - now_ns - lim->window_ns;
+        return false;
+    }
+    c->tat_ns = next;
+    c->in_flight++;
+    *wait_ns = 0;
+    return true;
+}
+
+void slk_rate_view_charged(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns, int64_t debt_ns,
+                           const struct slk_rate_limits *lim)
+{
+    if (len > SLK_RATE_CLIENT_MAX)
+        len = SLK_RATE_CLIENT_MAX;
+    struct client *c = find_or_add(v, client, len, now_ns);
+    if (c->in_flight > 0)
+        c->in_flight--;
+    /* Redis counted everyone's tokens up to this one; ours still on the way come on top. */
+    int64_t seen = now_ns + (debt_ns > 0 ? debt_ns : 0) + (int64_t)c->in_flight * lim->interval_ns;
+    if (seen > c->tat_ns)
+        c->tat_ns = seen;
+}
+
+void slk_rate_view_uncharged(struct slk_rate_view *v, const char *client, size_t len)
+{
+    struct client *c = find(v, client, len > SLK_RATE_CLIENT_MAX ? SLK_RATE_CLIENT_MAX : len);
+    if (c != NULL && c->in_flight > 0)
+        c->in_flight--;
+}
