@@ -104,6 +104,8 @@ char *slk__http_error_reply(int status, const char *message, size_t *len);
 bool slk__conn_keep_alive(const struct slk_conn *c, const struct slk_request *req);
 /* Status line and headers of a streamed reply (malloc'd). */
 char *slk__format_stream_head(const struct slk_request *req, const char *content_type, size_t *out_len);
-void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, size_t len, bool keep_alive);
+/* buf: the reply (owned); lent: a body that follows it, read only during the call (NULL: none). */
+void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, size_t len, const char *lent,
+                     size_t lent_len, bool keep_alive);
 
 #endif

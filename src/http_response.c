@@ -250,10 +250,19 @@ static bool status_has_body(int status)
     return status >= 200 && status != 204 && status != 304;
 }
 
-static char *format_reply(const struct slk_request *req, int status, const char *content_type, const char *body,
-                          size_t len, bool keep_alive, size_t *out_len)
+/* Bodies from this size on are written from where they are rather than copied behind the head. */
+#define LEND_BODY_MIN 4096
+
+static bool body_sent(const struct slk_request *req, int status)
 {
-    bool send_body = status_has_body(status) && req->method != SLK_METHOD_HEAD;
+    return status_has_body(status) && req->method != SLK_METHOD_HEAD;
+}
+
+/* Status line and headers, followed by the body unless lend_body. */
+static char *format_reply(const struct slk_request *req, int status, const char *content_type, const char *body,
+                          size_t len, bool keep_alive, bool lend_body, size_t *out_len)
+{
+    bool send_body = body_sent(req, status) && !lend_body;
     bool send_length = status >= 200 && status != 204 && !(status == 304 && body == NULL);
     size_t ct_len = content_type != NULL ? strlen(content_type) : 0;
     size_t cap = STATUS_LINE_AND_FIXED_HEADERS + ct_len + req->resp_headers_len + (send_body ? len : 0);
@@ -329,11 +338,12 @@ void slk_response_send(struct slk_request *req, int status, const char *content_
         return;
     }
     bool keep_alive = slk__conn_keep_alive(c, req);
+    bool lend = body != NULL && len >= LEND_BODY_MIN && body_sent(req, status);
     size_t n = 0;
-    char *buf = format_reply(req, status, content_type, body, len, keep_alive, &n);
+    char *buf = format_reply(req, status, content_type, body, len, keep_alive, lend, &n);
     if (buf == NULL)
         keep_alive = false;
-    slk__conn_reply(c, req, buf, n, keep_alive);
+    slk__conn_reply(c, req, buf, n, lend ? body : NULL, len, keep_alive);
 }
 
 void slk__http_error_describe(int status, const char **code, const char **message)

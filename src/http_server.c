@@ -194,6 +194,27 @@ static void on_write(uv_write_t *req, int status)
     conn_unref(c);
 }
 
+/* Queues bytes the socket did not take; owned ones are freed once written or dropped. */
+static void conn_queue(struct slk_conn *c, const char *data, size_t len, char *owned)
+{
+    struct conn_write *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        free(owned);
+        conn_close(c);
+        return;
+    }
+    w->conn = c;
+    w->owned = owned;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        free(owned);
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->refs++;
+}
+
 /*
  * Writes bytes, or queues what the socket does not take at once; owned ones
  * are freed when written or dropped. Most replies fit the socket buffer:
@@ -219,22 +240,43 @@ static void conn_write(struct slk_conn *c, const char *data, size_t len, char *o
         data += n;
         len -= (size_t)n;
     }
-    struct conn_write *w = malloc(sizeof(*w));
-    if (w == NULL) {
-        free(owned);
+    conn_queue(c, data, len, owned);
+}
+
+/*
+ * A head (owned) and a body that is only lent for the call: both go out in
+ * one write; only what the socket does not take is copied (large kept
+ * replies are then never copied at all).
+ */
+static void conn_write_lent(struct slk_conn *c, char *head, size_t head_len, const char *body, size_t body_len)
+{
+    if (c->state == CONN_CLOSING) {
+        free(head);
+        return;
+    }
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned int)head_len), uv_buf_init((char *)body, (unsigned int)body_len)};
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, 2);
+    if (n < 0 && n != UV_EAGAIN) {
+        free(head);
         conn_close(c);
         return;
     }
-    w->conn = c;
-    w->owned = owned;
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        free(owned);
-        free(w);
+    size_t done = n > 0 ? (size_t)n : 0, total = head_len + body_len;
+    if (done == total) {
+        free(head);
+        return;
+    }
+    size_t head_left = done < head_len ? head_len - done : 0, body_done = done > head_len ? done - head_len : 0;
+    char *rest = malloc(total - done);
+    if (rest == NULL) {
+        free(head);
         conn_close(c);
         return;
     }
-    c->refs++;
+    memcpy(rest, head + (head_len - head_left), head_left);
+    memcpy(rest + head_left, body + body_done, body_len - body_done);
+    free(head);
+    conn_queue(c, rest, total - done, rest);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -459,7 +501,8 @@ bool slk__conn_keep_alive(const struct slk_conn *c, const struct slk_request *re
     return !c->peer_eof || c->in_off < c->in_len;
 }
 
-void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, size_t len, bool keep_alive)
+void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, size_t len, const char *lent,
+                     size_t lent_len, bool keep_alive)
 {
     if (c->inflight == req) {
         c->inflight = NULL;
@@ -472,7 +515,10 @@ void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, siz
     } else if (buf == NULL) {
         conn_close(c);
     } else {
-        conn_write(c, buf, len, buf);
+        if (lent != NULL)
+            conn_write_lent(c, buf, len, lent, lent_len);
+        else
+            conn_write(c, buf, len, buf);
         if (keep_alive)
             conn_process(c);
         else
