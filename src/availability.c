@@ -81,8 +81,22 @@ static int local_minute(struct local_clock *c, int64_t t, int *weekday)
 /* Every unit of [s, s + duration) inside a window, in local time. */
 static bool slot_in_windows(const struct slk_instructor *ins, struct local_clock *clock, int64_t s, int units)
 {
+    int weekday, minute = local_minute(clock, s, &weekday), g = ins->granularity_minutes;
+    int64_t end = s + (int64_t)units * g * MINUTE_MS;
+    if (minute >= 0 && end <= clock->until_ms) {
+        /* One offset for the whole slot: its units are the local minutes that follow, across midnight too. */
+        for (int i = 0; i < units; i++, minute += g) {
+            if (minute >= 1440) {
+                minute -= 1440;
+                weekday = (weekday + 1) % 7;
+            }
+            if (!slk_instructor_in_window(ins, weekday, minute))
+                return false;
+        }
+        return true;
+    }
     for (int i = 0; i < units; i++) {
-        int weekday, minute = local_minute(clock, s + (int64_t)i * ins->granularity_minutes * MINUTE_MS, &weekday);
+        minute = local_minute(clock, s + (int64_t)i * g * MINUTE_MS, &weekday);
         if (minute < 0 || !slk_instructor_in_window(ins, weekday, minute))
             return false;
     }
@@ -105,7 +119,11 @@ static int add_unit_minutes(struct i64_array *minutes, const struct slk_instruct
     for (int i = 0; i < total; i++) {
         int64_t m = first + (int64_t)i * g;
         if (!*unsorted && minutes->len > 0 && m <= minutes->v[minutes->len - 1]) {
-            if (bsearch(&m, minutes->v, minutes->len, sizeof(int64_t), cmp_i64) != NULL)
+            /* The previous candidate's last units: a few steps back from the end, not a search. */
+            size_t j = minutes->len;
+            while (j > 0 && minutes->v[j - 1] > m)
+                j--;
+            if (j > 0 && minutes->v[j - 1] == m)
                 continue;
             *unsorted = true; /* from here on the final sort_unique() removes duplicates */
         }

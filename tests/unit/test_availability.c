@@ -154,6 +154,26 @@ static void test_grid_units_cover_every_overlapping_unit(void **state)
     slk_tz_close(tz);
 }
 
+/* A slot may run past midnight into the next day's window, and no further than it goes. */
+static void test_plan_follows_windows_across_midnight(void **state)
+{
+    (void)state;
+    struct slk_instructor ins;
+    settings(&ins, "{\"weekly\":[{\"day\":\"mon\",\"start\":\"22:00\",\"end\":\"24:00\"},"
+                   "{\"day\":\"tue\",\"start\":\"00:00\",\"end\":\"00:30\"}]}");
+    struct slk_tz *tz = slk_tz_open("UTC");
+    struct slk_avail_plan p;
+    assert_int_equal(slk_avail_plan(&p, &ins, tz, at("2030-01-07T00:00:00Z"), at("2030-01-09T00:00:00Z"), 60,
+                                    at("2029-01-01T00:00:00Z")),
+                     0);
+    /* 22:00 .. 23:30 on Monday; 23:45 would need Tuesday 00:30-00:45. */
+    assert_int_equal(p.num_starts, 7);
+    assert_int_equal(p.starts[0], at("2030-01-07T22:00:00Z"));
+    assert_int_equal(p.starts[6], at("2030-01-07T23:30:00Z"));
+    slk_avail_plan_clear(&p);
+    slk_tz_close(tz);
+}
+
 /* After a change, only the plan minutes it may have altered are read again: the range widened by buffer and unit. */
 static void test_touched_minutes_cover_a_change_and_its_buffer(void **state)
 {
@@ -204,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_plan_skips_the_spring_forward_gap),
         cmocka_unit_test(test_plan_follows_the_local_grid_phase),
         cmocka_unit_test(test_grid_units_cover_every_overlapping_unit),
+        cmocka_unit_test(test_plan_follows_windows_across_midnight),
         cmocka_unit_test(test_touched_minutes_cover_a_change_and_its_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
