@@ -7,8 +7,9 @@
 
 #define GEN_SLOTS 4096   /* instructors per process before two share a generation (a shared one only costs reads) */
 #define CACHE_SLOTS 1024 /* replies per worker */
-#define CACHE_WAYS 4 /* a question may sit in any of the 4 slots of its set: a few busy ones do not evict each other   \
-                      */
+#define CACHE_WAYS                                                                                                     \
+    4 /* a question may sit in any of the 4 slots of its set: a few busy ones do not evict each other                  \
+       */
 
 /* Minutes since the epoch fit 32 bits until the year 6053; a journal entry is 12 bytes. */
 struct change {
@@ -311,6 +312,16 @@ bool slk_avail_cache_put(struct slk_avail_cache *c, const char *instructor, cons
     e->serial = ++c->serials;
     e->basis = *basis;
     memset(basis, 0, sizeof(*basis));
+    return true;
+}
+
+bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial,
+                          struct slk_avail_hit *hit)
+{
+    struct entry *e = find(c, key, key_len);
+    if (e == NULL || e->serial != serial)
+        return false;
+    fill_hit(e, hit);
     return true;
 }
 

@@ -283,7 +283,7 @@ static enum slk_unit_state slot_state(const struct slk_avail_plan *p, const stru
             return states[k];
         if (states[k] == SLK_UNIT_HELD) {
             state = SLK_UNIT_HELD;
-            if (expires_ms[k] > *expires)
+            if (expires_ms != NULL && expires_ms[k] > *expires)
                 *expires = expires_ms[k];
         }
     }
@@ -300,6 +300,7 @@ struct stamp_writer {
 };
 
 #define DAY_MS ((int64_t)86400000)
+#define STAMP_LEN 20
 
 static bool stamp_fits(int64_t ms)
 {
@@ -393,5 +394,126 @@ char *slk_avail_slots_json(const struct slk_avail_plan *p, const struct slk_inst
     out = put_text(out, tail, tail_len);
     *out = '\0';
     *len = (size_t)(out - buf);
+    return buf;
+}
+
+/* Free-only replies are fixed-width slot objects, so a few changed slots can be edited in place. */
+#define FRAGMENT_LEN (sizeof("{\"start_time\":\"\",\"end_time\":\"\"}") - 1 + 2 * STAMP_LEN)
+#define FRAGMENT_STRIDE (FRAGMENT_LEN + 1) /* and its comma */
+#define START_TEXT_AT (sizeof("{\"start_time\":\"") - 1)
+
+static char *put_fragment(char *out, const struct slk_avail_plan *p, int64_t s)
+{
+    struct stamp_writer w = {0};
+    out = PUT_LITERAL(out, "{\"start_time\":\"");
+    out = put_stamp(out, &w, s);
+    out = PUT_LITERAL(out, "\",\"end_time\":\"");
+    out = put_stamp(out, &w, s + (int64_t)p->duration_minutes * MINUTE_MS);
+    return PUT_LITERAL(out, "\"}");
+}
+
+/* The first of the old fragments [from, n) whose start is not before text. */
+static size_t fragment_at(const char *base, size_t from, size_t n, const char *text)
+{
+    size_t lo = from, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(base + mid * FRAGMENT_STRIDE + START_TEXT_AT, text, STAMP_LEN) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+struct patch_out {
+    char *o;
+    bool first;
+};
+
+static void emit_old(struct patch_out *po, const char *base, size_t from, size_t to)
+{
+    if (from >= to)
+        return;
+    if (!po->first)
+        *po->o++ = ',';
+    po->o = put_text(po->o, base + from * FRAGMENT_STRIDE, (to - from) * FRAGMENT_STRIDE - 1);
+    po->first = false;
+}
+
+/* The starts whose units (buffer included) take in a touched minute, marked. */
+static void mark_affected(const struct slk_avail_plan *p, const struct slk_instructor *ins, const size_t *touched,
+                          size_t n_touched, unsigned char *marked)
+{
+    int64_t before = (int64_t)p->duration_minutes + ins->buffer_minutes, after = ins->buffer_minutes;
+    for (size_t t = 0; t < n_touched; t++) {
+        int64_t m = p->minutes[touched[t]];
+        for (size_t i = lower_bound(p->starts, p->num_starts, (m - before) * MINUTE_MS);
+             i < p->num_starts && p->starts[i] <= (m + after) * MINUTE_MS; i++)
+            marked[i] = 1;
+    }
+}
+
+char *slk_avail_slots_json_patch(const struct slk_avail_plan *p, const struct slk_instructor *ins,
+                                 const unsigned char *old_states, const unsigned char *states, const size_t *touched,
+                                 size_t n_touched, const char *old_body, size_t old_len, const char *head,
+                                 const char *tail, size_t *len)
+{
+    size_t head_len = strlen(head), tail_len = strlen(tail);
+    if (p->num_starts == 0 || !stamp_fits(p->starts[0]) ||
+        !stamp_fits(p->starts[p->num_starts - 1] + (int64_t)p->duration_minutes * MINUTE_MS) ||
+        old_len < head_len + 2 + tail_len || memcmp(old_body, head, head_len) != 0 || old_body[head_len] != '[' ||
+        old_body[old_len - tail_len - 1] != ']' || memcmp(old_body + old_len - tail_len, tail, tail_len) != 0)
+        return NULL;
+    const char *base = old_body + head_len + 1;
+    size_t array_len = old_len - head_len - 2 - tail_len;
+    if (array_len > 0 && (array_len + 1) % FRAGMENT_STRIDE != 0)
+        return NULL;
+    size_t n_old = array_len > 0 ? (array_len + 1) / FRAGMENT_STRIDE : 0;
+    unsigned char *marked = calloc(p->num_starts, 1);
+    char *buf = marked != NULL ? malloc(old_len + p->num_starts * FRAGMENT_STRIDE + 1) : NULL;
+    if (buf == NULL) {
+        free(marked);
+        return NULL;
+    }
+    mark_affected(p, ins, touched, n_touched, marked);
+    struct patch_out po = {put_text(buf, head, head_len), true};
+    *po.o++ = '[';
+    size_t k = 0; /* old fragments before k are written */
+    for (size_t i = 0; i < p->num_starts; i++) {
+        if (!marked[i])
+            continue;
+        int64_t ignored, s = p->starts[i];
+        bool was_free = slot_state(p, ins, s, old_states, NULL, &ignored) == SLK_UNIT_FREE;
+        bool is_free = slot_state(p, ins, s, states, NULL, &ignored) == SLK_UNIT_FREE;
+        if (was_free == is_free)
+            continue;
+        char text[32];
+        struct stamp_writer w = {0};
+        put_stamp(text, &w, s);
+        size_t at = fragment_at(base, k, n_old, text);
+        bool listed = at < n_old && memcmp(base + at * FRAGMENT_STRIDE + START_TEXT_AT, text, STAMP_LEN) == 0;
+        if (listed != was_free) { /* the old body does not say what the old states say: not ours to edit */
+            free(marked);
+            free(buf);
+            return NULL;
+        }
+        emit_old(&po, base, k, at);
+        if (is_free) {
+            if (!po.first)
+                *po.o++ = ',';
+            po.o = put_fragment(po.o, p, s);
+            po.first = false;
+            k = at;
+        } else {
+            k = at + 1;
+        }
+    }
+    emit_old(&po, base, k, n_old);
+    *po.o++ = ']';
+    po.o = put_text(po.o, tail, tail_len);
+    *po.o = '\0';
+    *len = (size_t)(po.o - buf);
+    free(marked);
     return buf;
 }

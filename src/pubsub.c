@@ -122,9 +122,12 @@ static void on_message(redisAsyncContext *ctx, void *r, void *data)
     const redisReply *channel = reply->element[2], *payload = reply->element[3];
     if (channel->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING)
         return;
-    if (strstr(channel->str, "__keyevent@") == channel->str)
-        on_expired_key(ps, payload->str, payload->len);
-    else
+    if (strncmp(channel->str, "__keyspace@", 11) == 0) {
+        /* "__keyspace@<db>__:<key>", told "expired" */
+        const char *key = strstr(channel->str + 11, "__:");
+        if (key != NULL && strcmp(payload->str, "expired") == 0)
+            on_expired_key(ps, key + 3, channel->len - (size_t)(key + 3 - channel->str));
+    } else
         on_script_event(ps, channel->str, channel->len, payload->str);
 }
 
@@ -150,8 +153,10 @@ static void on_connect(const redisAsyncContext *ctx, int status)
         redisAsyncCommand(c, NULL, NULL, "AUTH %s %s", ps->user, ps->password);
     else if (ps->password != NULL)
         redisAsyncCommand(c, NULL, NULL, "AUTH %s", ps->password);
-    redisAsyncCommand(c, on_config, NULL, "CONFIG SET notify-keyspace-events Ex");
-    redisAsyncCommand(c, on_message, ps, "PSUBSCRIBE slk:*:events __keyevent@%d__:expired", ps->db);
+    /* Per-key channels, so that only unit keys' expiries reach us: every rate-limit bucket, kept reply and
+     * idempotency record expires too, and Redis drops what no pattern matches before it is sent. */
+    redisAsyncCommand(c, on_config, NULL, "CONFIG SET notify-keyspace-events Kx");
+    redisAsyncCommand(c, on_message, ps, "PSUBSCRIBE slk:*:events __keyspace@%d__:slk:{*}:u:*", ps->db);
 }
 
 static void on_disconnect(const redisAsyncContext *ctx, int status)

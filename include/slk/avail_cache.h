@@ -102,6 +102,9 @@ enum slk_avail_lookup slk_avail_cache_get(struct slk_avail_cache *c, const char 
  */
 bool slk_avail_cache_put(struct slk_avail_cache *c, const char *instructor, const char *key, size_t key_len,
                          uint32_t gen, struct slk_avail_basis *basis, char *body, size_t len, const char *etag);
+/* The kept reply `serial` of key, while it is still kept: true, with hit's body, etag and basis. */
+bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial,
+                          struct slk_avail_hit *hit);
 /*
  * The kept reply `serial` of key is current as of gen (the changes since its
  * generation touched none of its units): true, with hit's body, etag and

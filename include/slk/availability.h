@@ -78,4 +78,17 @@ char *slk_avail_slots_json(const struct slk_avail_plan *p, const struct slk_inst
                            const unsigned char *states, const int64_t *expires_ms, bool include_held, const char *head,
                            const char *tail, size_t *len);
 
+/*
+ * The free-slots body (include_held false) after a few units changed:
+ * old_body, rendered by slk_avail_slots_json() for the same plan, head and
+ * tail from old_states, with the slots whose state the touched plan minutes
+ * changed added or taken out. The same bytes slk_avail_slots_json() gives
+ * for states, at the cost of the changes rather than of the whole window.
+ * NULL when old_body is not in the shape expected (render it afresh then).
+ */
+char *slk_avail_slots_json_patch(const struct slk_avail_plan *p, const struct slk_instructor *ins,
+                                 const unsigned char *old_states, const unsigned char *states, const size_t *touched,
+                                 size_t n_touched, const char *old_body, size_t old_len, const char *head,
+                                 const char *tail, size_t *len);
+
 #endif

@@ -42,7 +42,8 @@ struct avail_op {
     uint32_t gen;   /* the instructor's generation when the Redis read was sent (avail_cache.h) */
     size_t *reread; /* bringing a kept reply up to date: the plan minutes to read again; NULL: read all */
     size_t num_reread;
-    uint64_t serial; /* ... and which kept reply it started from */
+    uint64_t serial;           /* ... which kept reply it started from */
+    unsigned char *old_states; /* ... and the states that reply was computed from */
 };
 
 static void op_free(struct avail_op *op)
@@ -51,6 +52,7 @@ static void op_free(struct avail_op *op)
     free(op->to);
     slk_avail_basis_clear(&op->basis);
     free(op->reread);
+    free(op->old_states);
     free(op);
 }
 
@@ -212,6 +214,8 @@ static void plan(struct avail_op *op, const struct slk_instructor_entry *e)
     slk_avail_basis_clear(&op->basis);
     free(op->reread);
     op->reread = NULL;
+    free(op->old_states);
+    op->old_states = NULL;
     struct slk_avail_plan *p = &op->basis.plan;
     int rc = slk_avail_plan(p, &e->ins, e->tz, op->from_ms, op->to_ms, op->duration_minutes, now);
     if (rc == 0 && op->include_held && p->num_minutes + 2 > SLK_SCRIPT_MAX_ARGS) {
@@ -280,10 +284,14 @@ static bool bring_up_to_date(struct avail_op *op, const struct slk_instructor_en
             plan(op, e);
         return true;
     }
-    if (k == n || copy_basis(&op->basis, b) != 0) {
+    op->old_states = malloc(n);
+    if (k == n || op->old_states == NULL || copy_basis(&op->basis, b) != 0) {
         free(touched);
+        free(op->old_states);
+        op->old_states = NULL;
         return false;
     }
+    memcpy(op->old_states, b->states, n);
     op->ins = e->ins;
     op->from_ms = b->from_ms;
     op->to_ms = b->to_ms;
@@ -427,11 +435,13 @@ static void send_reply(struct slk_request *req, const char *body, size_t len, co
  */
 static void states_read(struct avail_op *op, bool changed)
 {
-    struct slk_avail_hit hit;
-    if (op->reread != NULL && !changed &&
-        slk_avail_cache_renew(op->req->worker->avail_cache, op->cache_key, op->cache_key_len, op->serial, op->gen,
-                              &hit)) {
-        reply_kept(op, &hit);
+    struct slk_avail_cache *cache = op->req->worker->avail_cache;
+    struct slk_avail_hit kept;
+    bool have_kept =
+        op->reread != NULL && slk_avail_cache_peek(cache, op->cache_key, op->cache_key_len, op->serial, &kept);
+    if (have_kept && !changed) {
+        slk_avail_cache_renew(cache, op->cache_key, op->cache_key_len, op->serial, op->gen, &kept);
+        reply_kept(op, &kept);
         return;
     }
     const struct slk_instructor *ins = &op->ins;
@@ -443,11 +453,19 @@ static void states_read(struct avail_op *op, bool changed)
                      "{\"success\":true,\"message\":\"Availability\",\"data\":{\"instructor_uuid\":\"%s\","
                      "\"timezone\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"duration_minutes\":%d,\"slots\":",
                      ins->id, ins->timezone, from, to, op->duration_minutes);
+    if (n <= 0 || (size_t)n >= sizeof(head)) {
+        fail_backend(op, SLK_ENOMEM, "availability");
+        return;
+    }
     size_t len = 0;
-    char *body = n > 0 && (size_t)n < sizeof(head)
-                     ? slk_avail_slots_json(&op->basis.plan, ins, op->basis.states, op->basis.expires, op->include_held,
-                                            head, "}}", &len)
-                     : NULL;
+    char *body = NULL;
+    /* A few slots changed in a kept free-slots reply: edit it rather than write the whole window again. */
+    if (have_kept && !op->include_held)
+        body = slk_avail_slots_json_patch(&op->basis.plan, ins, op->old_states, op->basis.states, op->reread,
+                                          op->num_reread, kept.body, kept.len, head, "}}", &len);
+    if (body == NULL)
+        body = slk_avail_slots_json(&op->basis.plan, ins, op->basis.states, op->basis.expires, op->include_held, head,
+                                    "}}", &len);
     if (body == NULL) {
         fail_backend(op, SLK_ENOMEM, "availability");
         return;

@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,81 @@ static void test_touched_minutes_cover_a_change_and_its_buffer(void **state)
     slk_tz_close(tz);
 }
 
+static uint64_t rng_next(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* Editing the old body where units changed gives the very bytes a full render gives, whatever changed. */
+static void test_patched_body_equals_a_fresh_render(void **state)
+{
+    (void)state;
+    struct slk_instructor ins;
+    settings(&ins, "{\"buffer_minutes\":30,\"weekly\":[{\"day\":\"mon\",\"start\":\"08:00\",\"end\":\"20:00\"},"
+                   "{\"day\":\"tue\",\"start\":\"00:00\",\"end\":\"24:00\"},"
+                   "{\"day\":\"wed\",\"start\":\"00:00\",\"end\":\"02:00\"}]}");
+    struct slk_tz *tz = slk_tz_open("UTC");
+    struct slk_avail_plan p;
+    assert_int_equal(slk_avail_plan(&p, &ins, tz, at("2030-01-07T00:00:00Z"), at("2030-01-14T00:00:00Z"), 60,
+                                    at("2029-01-01T00:00:00Z")),
+                     0);
+    assert_true(p.num_starts > 100);
+    size_t n = p.num_minutes, *touched = calloc(n, sizeof(size_t));
+    unsigned char *before = calloc(n, 1), *after = calloc(n, 1);
+    assert_non_null(touched);
+    assert_non_null(before);
+    assert_non_null(after);
+    const char *head = "{\"data\":{\"slots\":", *tail = "}}";
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    for (int round = 0; round < 300; round++) {
+        /* Anything from all free to mostly taken, then a few units change either way (some touched ones do not). */
+        int density = (int)(rng_next(&seed) % 4);
+        for (size_t i = 0; i < n; i++)
+            before[i] = rng_next(&seed) % 8 < (uint64_t)density ? (unsigned char)(1 + rng_next(&seed) % 3) : 0;
+        memcpy(after, before, n);
+        size_t k = 0, changes = 1 + rng_next(&seed) % 6;
+        for (size_t c = 0; c < changes; c++) {
+            size_t i = rng_next(&seed) % n;
+            after[i] = after[i] == SLK_UNIT_FREE ? (unsigned char)(1 + rng_next(&seed) % 3) : SLK_UNIT_FREE;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (after[i] != before[i] || rng_next(&seed) % 64 == 0)
+                touched[k++] = i;
+        }
+        size_t old_len, fresh_len, patched_len;
+        char *old = slk_avail_slots_json(&p, &ins, before, NULL, false, head, tail, &old_len);
+        char *fresh = slk_avail_slots_json(&p, &ins, after, NULL, false, head, tail, &fresh_len);
+        char *patched =
+            slk_avail_slots_json_patch(&p, &ins, before, after, touched, k, old, old_len, head, tail, &patched_len);
+        assert_non_null(patched);
+        assert_int_equal(patched_len, fresh_len);
+        assert_memory_equal(patched, fresh, fresh_len);
+        free(old);
+        free(fresh);
+        free(patched);
+    }
+    /* A body that is not what the old states say is refused, not edited. */
+    memset(before, 0, n);
+    memset(after, 0, n);
+    after[n / 2] = SLK_UNIT_HELD;
+    touched[0] = n / 2;
+    size_t len;
+    char *all_free = slk_avail_slots_json(&p, &ins, before, NULL, false, head, tail, &len);
+    char *taken = slk_avail_slots_json(&p, &ins, after, NULL, false, head, tail, &len);
+    assert_null(slk_avail_slots_json_patch(&p, &ins, before, after, touched, 1, taken, len, head, tail, &len));
+    assert_null(slk_avail_slots_json_patch(&p, &ins, before, after, touched, 1, all_free, 10, head, tail, &len));
+    free(all_free);
+    free(taken);
+    free(touched);
+    free(before);
+    free(after);
+    slk_avail_plan_clear(&p);
+    slk_tz_close(tz);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_grid_units_cover_every_overlapping_unit),
         cmocka_unit_test(test_plan_follows_windows_across_midnight),
         cmocka_unit_test(test_touched_minutes_cover_a_change_and_its_buffer),
+        cmocka_unit_test(test_patched_body_equals_a_fresh_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
