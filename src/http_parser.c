@@ -59,6 +59,8 @@ static void request_free(struct slk__http_request *r)
 {
     if (r == NULL)
         return;
+    if (r->pub.parsed_body_free != NULL)
+        r->pub.parsed_body_free(r->pub.parsed_body);
     if (r->pub.body != r->empty_body)
         free(r->pub.body);
     free(r->head);

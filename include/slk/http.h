@@ -78,6 +78,9 @@ struct slk_request {
     int user_role; /* enum slk_role */
 
     void *handler_data; /* free for the handler */
+    /* The body as parsed by the first who needed it (handlers/util.c), released with the request. */
+    void *parsed_body;
+    void (*parsed_body_free)(void *parsed);
 
     /* The route's handler, run by slk_routes_resume() once the gates (rate limit, idempotency) let it through. */
     void (*handler)(struct slk_request *req);

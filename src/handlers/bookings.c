@@ -666,6 +666,7 @@ static bool parse_question(struct slk_request *req, struct slk_hold_question *q)
         json_decref(body);
         return false;
     }
+    slk__body_keep(req, body); /* for the handler, should the request get that far */
     struct create_op op = {.req = req};
     slk_booking_init(&op.b);
     const char *bad = parse_body(body, &op);

@@ -17,6 +17,8 @@ struct slk_instructor_entry;
  * yields an empty object.
  */
 json_t *slk__body_object(struct slk_request *req, bool empty_ok);
+/* Keeps a body object parsed (with JSON_REJECT_DUPLICATES) before the handler runs: slk__body_object() returns it. */
+void slk__body_keep(struct slk_request *req, json_t *obj);
 
 /* A path parameter as a NUL-terminated copy; false when longer than cap - 1. */
 bool slk__param(const struct slk_request *req, size_t i, char *out, size_t cap);

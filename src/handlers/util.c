@@ -6,8 +6,23 @@
 #include "slk/log.h"
 #include "slk/response.h"
 
+static void release_json(void *parsed)
+{
+    json_decref(parsed);
+}
+
+void slk__body_keep(struct slk_request *req, json_t *obj)
+{
+    if (req->parsed_body != NULL || !json_is_object(obj))
+        return;
+    req->parsed_body = json_incref(obj);
+    req->parsed_body_free = release_json;
+}
+
 json_t *slk__body_object(struct slk_request *req, bool empty_ok)
 {
+    if (req->parsed_body != NULL)
+        return json_incref(req->parsed_body);
     if (req->body_len == 0 && empty_ok)
         return json_object();
     json_error_t error;
