@@ -17,8 +17,8 @@
 -- reading TIME before a write is allowed.
 --
 -- Returns the debt after the charge: how many µs the TAT is ahead of now
--- (0: the bucket was full before). The key expires when the bucket would be
--- full again: an idle client costs nothing.
+-- (at least the charged tokens' intervals). The key expires when the bucket
+-- would be full again: an idle client costs nothing.
 local interval = 1000000 / tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])

@@ -17,9 +17,9 @@ struct change {
     int32_t lo, hi;
 };
 
-/* One slot's changes, newest at journal[gen % SLK_AVAIL_JOURNAL]; the flag guards them and the bump. */
+/* One slot's changes, newest at journal[gen % SLK_AVAIL_JOURNAL]; busy guards them and the bump. */
 struct journal {
-    atomic_flag busy;
+    atomic_int busy;
     struct change ring[SLK_AVAIL_JOURNAL];
 };
 
@@ -35,13 +35,13 @@ static uint32_t hash_bytes(const char *s, size_t len)
 
 static void journal_lock(struct journal *j)
 {
-    while (atomic_flag_test_and_set_explicit(&j->busy, memory_order_acquire))
+    while (atomic_exchange_explicit(&j->busy, 1, memory_order_acquire) != 0)
         ;
 }
 
 static void journal_unlock(struct journal *j)
 {
-    atomic_flag_clear_explicit(&j->busy, memory_order_release);
+    atomic_store_explicit(&j->busy, 0, memory_order_release);
 }
 
 static int32_t clamp_minute(int64_t m)
@@ -246,17 +246,20 @@ static struct entry *find(struct slk_avail_cache *c, const char *key, size_t key
     return NULL;
 }
 
-/* Where a new reply of key goes: its old slot, an empty one, or the one kept longest ago. */
+/* Where a new reply of key goes: its old slot, else an empty one, else the one kept longest ago. */
 static struct entry *slot_for(struct slk_avail_cache *c, const char *key, size_t key_len)
 {
-    struct entry *set = set_of(c, key, key_len), *oldest = &set[0];
+    struct entry *old = find(c, key, key_len);
+    if (old != NULL)
+        return old;
+    struct entry *set = set_of(c, key, key_len), *pick = &set[0];
     for (int i = 0; i < CACHE_WAYS; i++) {
-        if (holds_key(&set[i], key, key_len) || set[i].key == NULL)
+        if (set[i].key == NULL)
             return &set[i];
-        if (set[i].serial < oldest->serial)
-            oldest = &set[i];
+        if (set[i].serial < pick->serial)
+            pick = &set[i];
     }
-    return oldest;
+    return pick;
 }
 
 static void fill_hit(const struct entry *e, struct slk_avail_hit *hit)
@@ -315,11 +318,12 @@ bool slk_avail_cache_put(struct slk_avail_cache *c, const char *instructor, cons
     return true;
 }
 
-bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial,
+bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial, int64_t now_ms,
                           struct slk_avail_hit *hit)
 {
     struct entry *e = find(c, key, key_len);
-    if (e == NULL || e->serial != serial)
+    if (e == NULL || e->serial != serial || now_ms - e->basis.read_ms >= SLK_AVAIL_CACHE_TTL_MS ||
+        now_ms < e->basis.read_ms)
         return false;
     fill_hit(e, hit);
     return true;

@@ -509,21 +509,21 @@ void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, siz
         if (c->srv != NULL)
             c->srv->inflight--;
     }
-    slk__http_request_free(req);
-    if (c->state != CONN_OPEN) {
+    bool sent = c->state == CONN_OPEN && buf != NULL;
+    if (!sent)
         free(buf);
-    } else if (buf == NULL) {
+    else if (lent != NULL)
+        conn_write_lent(c, buf, len, lent, lent_len);
+    else
+        conn_write(c, buf, len, buf);
+    /* Only now: the lent body may live in the request. */
+    slk__http_request_free(req);
+    if (sent && keep_alive)
+        conn_process(c);
+    else if (sent)
+        conn_finish(c);
+    else if (c->state == CONN_OPEN)
         conn_close(c);
-    } else {
-        if (lent != NULL)
-            conn_write_lent(c, buf, len, lent, lent_len);
-        else
-            conn_write(c, buf, len, buf);
-        if (keep_alive)
-            conn_process(c);
-        else
-            conn_finish(c);
-    }
     conn_unref(c);
 }
 

@@ -66,6 +66,16 @@ static bool instructor_of(const char *name, size_t len, char out[SLK_MAX_ID_LEN 
     return true;
 }
 
+/*
+ * Every worker listens, each for its own SSE clients; the generation tables
+ * are the process's, so one of them tells those. (Were each to, a worker
+ * count's worth of journal entries per change would crowd the journal.)
+ */
+static bool bumps_generations(const struct slk_pubsub *ps)
+{
+    return ps->w->id == 0;
+}
+
 /* An expired unit key: "slk:{i}:u:<minute>". Only holds still ahead are worth telling (booked units expire after
  * their booking ended). */
 static void on_expired_key(struct slk_pubsub *ps, const char *key, size_t len)
@@ -75,8 +85,10 @@ static void on_expired_key(struct slk_pubsub *ps, const char *key, size_t len)
     if (unit == NULL || !instructor_of(key, len, instructor))
         return;
     int64_t minute = strtoll(unit + 4, NULL, 10), start = minute * 60000;
-    slk_avail_gen_bump_units(instructor, strlen(instructor), (struct slk_unit_range){minute, minute + 1});
-    slk_freed_gen_bump(instructor, strlen(instructor));
+    if (bumps_generations(ps)) {
+        slk_avail_gen_bump_units(instructor, strlen(instructor), (struct slk_unit_range){minute, minute + 1});
+        slk_freed_gen_bump(instructor, strlen(instructor));
+    }
     struct slk_instructor_entry *e = slk_instructor_cache_get(ps->w->instructors, instructor);
     if (e == NULL || start <= slk_clock_now_ms())
         return;
@@ -92,14 +104,16 @@ static void on_script_event(struct slk_pubsub *ps, const char *channel, size_t c
     if (!instructor_of(channel, channel_len, instructor))
         return;
     bool parsed = sscanf(payload, "%15s %lld %lld", type, &start, &end) == 3;
-    /* The booking's own range: readers widen it by the buffer and a unit (avail_cache.h). */
-    if (parsed && start <= end)
-        slk_avail_gen_bump_units(instructor, strlen(instructor),
-                                 (struct slk_unit_range){start / 60000, (end + 59999) / 60000});
-    else
-        slk_avail_gen_bump(instructor, strlen(instructor));
-    if (!parsed || strcmp(type, "held") != 0)
-        slk_freed_gen_bump(instructor, strlen(instructor));
+    if (bumps_generations(ps)) {
+        /* The booking's own range: readers widen it by the buffer and a unit (avail_cache.h). */
+        if (parsed && start <= end)
+            slk_avail_gen_bump_units(instructor, strlen(instructor),
+                                     (struct slk_unit_range){start / 60000, (end + 59999) / 60000});
+        else
+            slk_avail_gen_bump(instructor, strlen(instructor));
+        if (!parsed || strcmp(type, "held") != 0)
+            slk_freed_gen_bump(instructor, strlen(instructor));
+    }
     if (!parsed)
         return;
     slk_events_publish(ps->w->events, instructor, type, start, end);
@@ -154,8 +168,9 @@ static void on_connect(const redisAsyncContext *ctx, int status)
     else if (ps->password != NULL)
         redisAsyncCommand(c, NULL, NULL, "AUTH %s", ps->password);
     /* Per-key channels, so that only unit keys' expiries reach us: every rate-limit bucket, kept reply and
-     * idempotency record expires too, and Redis drops what no pattern matches before it is sent. */
-    redisAsyncCommand(c, on_config, NULL, "CONFIG SET notify-keyspace-events Kx");
+     * idempotency record expires too, and Redis drops what no pattern matches before it is sent. The per-event
+     * channel stays on for servers of an earlier version sharing this Redis (a rolling upgrade). */
+    redisAsyncCommand(c, on_config, NULL, "CONFIG SET notify-keyspace-events KEx");
     redisAsyncCommand(c, on_message, ps, "PSUBSCRIBE slk:*:events __keyspace@%d__:slk:{*}:u:*", ps->db);
 }
 

@@ -150,10 +150,20 @@ static void bump_generations(enum slk_script_id id, int nkeys, const char *const
         slk_freed_gen_bump_key(keys[0], lens[0]);
 }
 
+/* A hold script's answer other than {"OK", fence}: it changed nothing (TAKEN, STALE, NOLOAD). */
+static bool hold_refused(const redisReply *reply, const char *err)
+{
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
+        return false; /* it may or may not have run */
+    const redisReply *status = reply->element[0];
+    return (status->type == REDIS_REPLY_STRING || status->type == REDIS_REPLY_STATUS) &&
+           !(status->len == 2 && memcmp(status->str, "OK", 2) == 0);
+}
+
 static void eval_finish(struct eval_call *call, redisReply *reply, const char *err)
 {
     /* Again once it ran: a read another worker sent after the first bump may have reached Redis before it. */
-    if (changes_units(call->id) && call->num_keys > 0)
+    if (changes_units(call->id) && call->num_keys > 0 && !(call->id == SLK_SCRIPT_HOLD && hold_refused(reply, err)))
         bump_generations(call->id, call->num_keys, call->argv + EVAL_FIXED_ARGS, call->lens + EVAL_FIXED_ARGS);
     call->cb(call->data, reply, err);
     free(call);

@@ -80,7 +80,7 @@ enum slk_avail_lookup {
 };
 
 struct slk_avail_hit {
-    const char *body; /* these three stay valid until the next put into the cache */
+    const char *body; /* these stay valid until the next put or get on the cache */
     size_t len;
     const char *etag;
     const struct slk_avail_basis *basis;
@@ -102,8 +102,8 @@ enum slk_avail_lookup slk_avail_cache_get(struct slk_avail_cache *c, const char 
  */
 bool slk_avail_cache_put(struct slk_avail_cache *c, const char *instructor, const char *key, size_t key_len,
                          uint32_t gen, struct slk_avail_basis *basis, char *body, size_t len, const char *etag);
-/* The kept reply `serial` of key, while it is still kept: true, with hit's body, etag and basis. */
-bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial,
+/* The kept reply `serial` of key, while it is kept and younger than the time bound at now_ms. */
+bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial, int64_t now_ms,
                           struct slk_avail_hit *hit);
 /*
  * The kept reply `serial` of key is current as of gen (the changes since its

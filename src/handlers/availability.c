@@ -31,7 +31,8 @@ struct avail_op {
     struct slk_request *req;
     char instructor[SLK_MAX_ID_LEN + 1];
     char *from, *to;      /* query values as given; NULL when absent */
-    int duration_minutes; /* 0: the instructor's default */
+    int asked_minutes;    /* duration_minutes as asked; 0: the instructor's default */
+    int duration_minutes; /* what the plan uses */
     bool include_held;
     int attempts;
     int64_t from_ms, to_ms;
@@ -124,6 +125,8 @@ static const char *resolve_range(struct avail_op *op, const struct slk_instructo
     if (op->to_ms - op->from_ms > SLK_AVAIL_MAX_DAYS * DAY_MS + 3600 * 1000) /* a DST day may add an hour */
         return "to";
     int g = e->ins.granularity_minutes;
+    /* Each plan afresh: a retry after the settings changed takes the new instructor's default. */
+    op->duration_minutes = op->asked_minutes;
     if (op->duration_minutes == 0)
         op->duration_minutes = g * 4 <= SLK_MAX_BOOKING_MINUTES ? g * 4 : g;
     *why = "duration_minutes must be a multiple of the instructor's grid, at most 1440";
@@ -437,8 +440,8 @@ static void states_read(struct avail_op *op, bool changed)
 {
     struct slk_avail_cache *cache = op->req->worker->avail_cache;
     struct slk_avail_hit kept;
-    bool have_kept =
-        op->reread != NULL && slk_avail_cache_peek(cache, op->cache_key, op->cache_key_len, op->serial, &kept);
+    bool have_kept = op->reread != NULL && slk_avail_cache_peek(cache, op->cache_key, op->cache_key_len, op->serial,
+                                                                slk_clock_now_ms(), &kept);
     if (have_kept && !changed) {
         slk_avail_cache_renew(cache, op->cache_key, op->cache_key_len, op->serial, op->gen, &kept);
         reply_kept(op, &kept);
@@ -566,7 +569,7 @@ static const char *parse_query(struct slk_request *req, struct avail_op *op)
         if (*duration == '\0' || *end != '\0' || v <= 0 || v > SLK_MAX_BOOKING_MINUTES)
             bad = "duration_minutes";
         else
-            op->duration_minutes = (int)v;
+            op->asked_minutes = (int)v;
     }
     if (held != NULL) {
         op->include_held = strcmp(held, "true") == 0 || strcmp(held, "1") == 0;

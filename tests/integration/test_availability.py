@@ -256,3 +256,22 @@ def test_kept_replies_follow_changes_announced_by_another_process():
             expect_ok(b.action(h.uuid, "cancel", h.student_token), 200)
             wait_until(lambda: starts() == every, 0.5, interval=0.02, what="the cancel seen by the other process")
             check(time.monotonic() - t0 < 0.9, "seen while the reply was still kept")
+
+
+@timeout(60)
+def test_settings_changed_elsewhere_give_the_new_default_duration():
+    """Another process changes the grid: this one learns it from Redis while answering a question it has no
+    kept reply for, and plans again with the new instructor's default duration (4 units), not the one it had
+    worked out for the old grid."""
+    from harness import Server
+    a, b = Server(name="avail-grid-a"), Server(name="avail-grid-b")
+    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    with a, b:
+        ins = a.put_instructor()
+        date = _date(6)
+        d = dt.date.fromisoformat(date)
+        eq(expect_ok(_avail(a, ins, **{"from": date, "to": date}), 200)["duration_minutes"], 60, "default on 15")
+        b.put_instructor(ins, granularity_minutes=20)
+        data = expect_ok(_avail(a, ins, **{"from": date, "to": _date(7)}), 200)
+        eq(data["duration_minutes"], 80, "the new grid's default, 4 units of 20 minutes")
+        check(_z(d, 0, 20) in [s["start_time"] for s in data["slots"]], "starts step by the new grid")
