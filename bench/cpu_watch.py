@@ -7,7 +7,7 @@ Twice a second until SIGTERM, appends one JSON line to OUT: the CPU seconds
 that Redis, slotlockd, PostgreSQL (the postmaster and its children),
 slotbench and redis-benchmark have used so far (utime + stime of every
 thread, from /proc), and the counters of the work done so far (holds granted
-and refused from slotlockd's /metrics, /livez answers, Redis' EVALSHA calls).
+and refused from slotlockd's /metrics, /livez answers, all requests answered, Redis' EVALSHA calls).
 bench/compare divides the CPU used by the work done over the seconds in which
 the work counter moved (cost_of below), so set-up, follow-up and audit are
 left out.
@@ -28,6 +28,8 @@ COUNTERS = {
     "taken": re.compile(r'^slotlock_holds_total\{outcome="taken"\} (\d+)', re.M),
     "livez": re.compile(r'^slotlock_http_requests_total\{route="livez",status="200"\} (\d+)', re.M),
 }
+# Every request answered, whatever its route and status (mixed's unit of work).
+REQUESTS = re.compile(r'^slotlock_http_requests_total\{[^}]*\} (\d+)', re.M)
 
 
 def proc_stats():
@@ -73,6 +75,7 @@ def metrics(url):
     for name, pattern in COUNTERS.items():
         m = pattern.search(text)
         out[name] = int(m.group(1)) if m else 0
+    out["requests"] = sum(int(n) for n in REQUESTS.findall(text))
     return out
 
 

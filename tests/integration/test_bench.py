@@ -280,3 +280,6 @@ def test_cpu_watch_charges_livez_answers_to_slotlockd():
     check(c["busy"]["slotlockd"] > 0.05, f"slotlockd was busy: {c}")
     check(c["us_per_unit"]["slotbench"] > 0, f"the load generator's CPU is counted: {c}")
     check(c["us_per_unit"]["redis"] < c["us_per_unit"]["slotlockd"], f"Redis is not charged the answers: {c}")
+    # All requests answered (mixed's unit) count the /livez answers too, and the scrapes besides.
+    every = cost_of(samples, "requests")
+    check(every is not None and every["units"] >= c["units"], f"requests counted with every route: {every} vs {c}")
