@@ -1,5 +1,6 @@
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,7 +85,10 @@ static void on_expired_key(struct slk_pubsub *ps, const char *key, size_t len)
     const char *unit = strstr(key, "}:u:");
     if (unit == NULL || !instructor_of(key, len, instructor))
         return;
-    int64_t minute = strtoll(unit + 4, NULL, 10), start = minute * 60000;
+    long long minute = strtoll(unit + 4, NULL, 10);
+    if (minute < 0 || minute > INT32_MAX)
+        return; /* not a unit key of ours */
+    int64_t start = (int64_t)minute * 60000;
     if (bumps_generations(ps)) {
         slk_avail_gen_bump_units(instructor, strlen(instructor), (struct slk_unit_range){minute, minute + 1});
         slk_freed_gen_bump(instructor, strlen(instructor));
@@ -106,7 +110,7 @@ static void on_script_event(struct slk_pubsub *ps, const char *channel, size_t c
     bool parsed = sscanf(payload, "%15s %lld %lld", type, &start, &end) == 3;
     if (bumps_generations(ps)) {
         /* The booking's own range: readers widen it by the buffer and a unit (avail_cache.h). */
-        if (parsed && start <= end)
+        if (parsed && 0 <= start && start <= end && end <= INT64_MAX - 60000)
             slk_avail_gen_bump_units(instructor, strlen(instructor),
                                      (struct slk_unit_range){start / 60000, (end + 59999) / 60000});
         else

@@ -140,3 +140,27 @@ def test_sigterm_ends_open_streams_promptly():
         srv.stop_checked()
         check(time.monotonic() - t0 < 5, "an open event stream held up the shutdown")
         stream.close()
+
+
+@timeout(60)
+def test_foreign_keys_and_messages_on_our_channels_disturb_nothing():
+    """Whatever else shares Redis may write keys that look like ours or publish on our channels: an expiring
+    "unit" key with an absurd minute and an event with absurd times are ignored (no overflow: under UBSan
+    the server would abort, and the exit check below fails), and availability goes on as before."""
+    from harness import redis_cli
+    with Server(name="foreign-keys") as srv:
+        ins = srv.put_instructor()
+        start, end = slot(7, 10)
+        with srv.client() as c:
+            path = f"/api/v1/instructors/{ins}/availability?from={start[:10]}&to={start[:10]}"
+            before = expect_ok(c.get(path, token=srv.admin()), 200)["slots"]
+            for minute in ("99999999999999999999", "-5", "12x"):
+                redis_cli("SET", f"slk:{{{ins}}}:u:{minute}", "1", "PX", "50")
+            for payload in ("held 9223372036854775807 9223372036854775807", "held -9223372036854775807 0",
+                            "nonsense"):
+                redis_cli("PUBLISH", f"slk:{{{ins}}}:events", payload)
+            time.sleep(0.5)
+            eq(expect_ok(c.get(path, token=srv.admin()), 200)["slots"], before, "the same free slots")
+            srv.hold(ins, start, end, client=c)
+            after = expect_ok(c.get(path, token=srv.admin()), 200)["slots"]
+            check(start not in [s["start_time"] for s in after], "a real hold still shows at once")
