@@ -346,6 +346,18 @@ static char *put_stamp(char *p, struct stamp_writer *w, int64_t ms)
     return p;
 }
 
+/* A slot object's opening: {"start_time":"…","end_time":"…" (fixed width while stamp_fits()). */
+static char *put_times(char *out, const struct slk_avail_plan *p, int64_t s, struct stamp_writer *starts,
+                       struct stamp_writer *ends)
+{
+    out = PUT_LITERAL(out, "{\"start_time\":\"");
+    out = put_stamp(out, starts, s);
+    out = PUT_LITERAL(out, "\",\"end_time\":\"");
+    out = put_stamp(out, ends, s + (int64_t)p->duration_minutes * MINUTE_MS);
+    *out++ = '"';
+    return out;
+}
+
 /* The longest slot object: both times, the longest state name, an expiry; each time at most 31 bytes. */
 #define SLOT_MAX_LEN                                                                                                   \
     (sizeof("{\"start_time\":\"\",\"end_time\":\"\",\"state\":\"blocked\",\"hold_expires_at\":\"\"},") + 3 * 32)
@@ -371,11 +383,7 @@ char *slk_avail_slots_json(const struct slk_avail_plan *p, const struct slk_inst
         if (!first)
             *out++ = ',';
         first = false;
-        out = PUT_LITERAL(out, "{\"start_time\":\"");
-        out = put_stamp(out, &starts, s);
-        out = PUT_LITERAL(out, "\",\"end_time\":\"");
-        out = put_stamp(out, &ends, s + (int64_t)p->duration_minutes * MINUTE_MS);
-        *out++ = '"';
+        out = put_times(out, p, s, &starts, &ends);
         if (include_held) {
             out = PUT_LITERAL(out, ",\"state\":\"");
             out = put_text(out, names[st], strlen(names[st]));
@@ -401,16 +409,6 @@ char *slk_avail_slots_json(const struct slk_avail_plan *p, const struct slk_inst
 #define FRAGMENT_LEN (sizeof("{\"start_time\":\"\",\"end_time\":\"\"}") - 1 + 2 * STAMP_LEN)
 #define FRAGMENT_STRIDE (FRAGMENT_LEN + 1) /* and its comma */
 #define START_TEXT_AT (sizeof("{\"start_time\":\"") - 1)
-
-static char *put_fragment(char *out, const struct slk_avail_plan *p, int64_t s)
-{
-    struct stamp_writer w = {0};
-    out = PUT_LITERAL(out, "{\"start_time\":\"");
-    out = put_stamp(out, &w, s);
-    out = PUT_LITERAL(out, "\",\"end_time\":\"");
-    out = put_stamp(out, &w, s + (int64_t)p->duration_minutes * MINUTE_MS);
-    return PUT_LITERAL(out, "\"}");
-}
 
 /* The first of the old fragments [from, n) whose start is not before text. */
 static size_t fragment_at(const char *base, size_t from, size_t n, const char *text)
@@ -480,6 +478,7 @@ char *slk_avail_slots_json_patch(const struct slk_avail_plan *p, const struct sl
     struct patch_out po = {put_text(buf, head, head_len), true};
     *po.o++ = '[';
     size_t k = 0; /* old fragments before k are written */
+    struct stamp_writer starts = {0}, ends = {0};
     for (size_t i = 0; i < p->num_starts; i++) {
         if (!marked[i])
             continue;
@@ -489,8 +488,7 @@ char *slk_avail_slots_json_patch(const struct slk_avail_plan *p, const struct sl
         if (was_free == is_free)
             continue;
         char text[32];
-        struct stamp_writer w = {0};
-        put_stamp(text, &w, s);
+        put_stamp(text, &starts, s);
         size_t at = fragment_at(base, k, n_old, text);
         bool listed = at < n_old && memcmp(base + at * FRAGMENT_STRIDE + START_TEXT_AT, text, STAMP_LEN) == 0;
         if (listed != was_free) { /* the old body does not say what the old states say: not ours to edit */
@@ -502,7 +500,8 @@ char *slk_avail_slots_json_patch(const struct slk_avail_plan *p, const struct sl
         if (is_free) {
             if (!po.first)
                 *po.o++ = ',';
-            po.o = put_fragment(po.o, p, s);
+            po.o = put_times(po.o, p, s, &starts, &ends);
+            *po.o++ = '}';
             po.first = false;
             k = at;
         } else {
