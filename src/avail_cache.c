@@ -7,9 +7,8 @@
 
 #define GEN_SLOTS 4096   /* instructors per process before two share a generation (a shared one only costs reads) */
 #define CACHE_SLOTS 1024 /* replies per worker */
-#define CACHE_WAYS                                                                                                     \
-    4 /* a question may sit in any of the 4 slots of its set: a few busy ones do not evict each other                  \
-       */
+/* A question may sit in any of the slots of its set: a few busy ones do not evict each other. */
+#define CACHE_WAYS 4
 
 /* Minutes since the epoch fit 32 bits until the year 6053; a journal entry is 12 bytes. */
 struct change {
@@ -148,14 +147,9 @@ bool slk_avail_changes_since(const char *instructor, uint32_t since, struct slk_
 
 /* The freed-units table: generations only (refusals are kept for a second at most and re-asked whole). */
 
-static void freed_bump(const char *tag, size_t len)
-{
-    atomic_fetch_add_explicit(&freed_generations[hash_bytes(tag, len) % GEN_SLOTS], 1, memory_order_relaxed);
-}
-
 void slk_freed_gen_bump(const char *tag, size_t len)
 {
-    freed_bump(tag, len);
+    atomic_fetch_add_explicit(&freed_generations[hash_bytes(tag, len) % GEN_SLOTS], 1, memory_order_relaxed);
 }
 
 void slk_freed_gen_bump_key(const char *key, size_t len)
@@ -163,7 +157,7 @@ void slk_freed_gen_bump_key(const char *key, size_t len)
     size_t tag_len;
     const char *tag = hash_tag(key, len, &tag_len);
     if (tag != NULL)
-        freed_bump(tag, tag_len);
+        slk_freed_gen_bump(tag, tag_len);
 }
 
 void slk_freed_gen_bump_all(void)
@@ -273,14 +267,26 @@ static void fill_hit(const struct entry *e, struct slk_avail_hit *hit)
     hit->num_changes = 0;
 }
 
+/* Read in full too long ago (or the clock went back): read it all again. */
+static bool too_old(const struct entry *e, int64_t now_ms)
+{
+    return now_ms - e->basis.read_ms >= SLK_AVAIL_CACHE_TTL_MS || now_ms < e->basis.read_ms;
+}
+
+/* The kept reply `serial` of key, if it is still kept. */
+static struct entry *kept(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial)
+{
+    struct entry *e = find(c, key, key_len);
+    return e != NULL && e->serial == serial ? e : NULL;
+}
+
 enum slk_avail_lookup slk_avail_cache_get(struct slk_avail_cache *c, const char *instructor, const char *key,
                                           size_t key_len, int64_t now_ms, struct slk_avail_hit *hit)
 {
     struct entry *e = find(c, key, key_len);
     if (e == NULL)
         return SLK_AVAIL_MISS;
-    int64_t read_ms = e->basis.read_ms;
-    if (now_ms - read_ms >= SLK_AVAIL_CACHE_TTL_MS || now_ms < read_ms || strcmp(e->instructor, instructor) != 0) {
+    if (too_old(e, now_ms) || strcmp(e->instructor, instructor) != 0) {
         entry_clear(e);
         return SLK_AVAIL_MISS;
     }
@@ -321,9 +327,8 @@ bool slk_avail_cache_put(struct slk_avail_cache *c, const char *instructor, cons
 bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial, int64_t now_ms,
                           struct slk_avail_hit *hit)
 {
-    struct entry *e = find(c, key, key_len);
-    if (e == NULL || e->serial != serial || now_ms - e->basis.read_ms >= SLK_AVAIL_CACHE_TTL_MS ||
-        now_ms < e->basis.read_ms)
+    struct entry *e = kept(c, key, key_len, serial);
+    if (e == NULL || too_old(e, now_ms))
         return false;
     fill_hit(e, hit);
     return true;
@@ -332,8 +337,8 @@ bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key
 bool slk_avail_cache_renew(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial, uint32_t gen,
                            struct slk_avail_hit *hit)
 {
-    struct entry *e = find(c, key, key_len);
-    if (e == NULL || e->serial != serial)
+    struct entry *e = kept(c, key, key_len, serial);
+    if (e == NULL)
         return false;
     e->gen = gen;
     fill_hit(e, hit);
