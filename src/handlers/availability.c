@@ -43,8 +43,7 @@ struct avail_op {
     uint32_t gen;   /* the instructor's generation when the Redis read was sent (avail_cache.h) */
     size_t *reread; /* bringing a kept reply up to date: the plan minutes to read again; NULL: read all */
     size_t num_reread;
-    uint64_t serial;           /* ... which kept reply it started from */
-    unsigned char *old_states; /* ... and the states that reply was computed from */
+    uint64_t serial; /* ... and which kept reply it started from */
 };
 
 static void op_free(struct avail_op *op)
@@ -53,7 +52,6 @@ static void op_free(struct avail_op *op)
     free(op->to);
     slk_avail_basis_clear(&op->basis);
     free(op->reread);
-    free(op->old_states);
     free(op);
 }
 
@@ -69,6 +67,12 @@ static void fail_backend(struct avail_op *op, int err, const char *what)
     struct slk_request *req = op->req;
     op_free(op);
     slk__reply_backend_error(req, err, what);
+}
+
+/* A Redis read that could not be sent. */
+static void fail_query(struct avail_op *op, int rc)
+{
+    fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
 }
 
 /*
@@ -217,8 +221,6 @@ static void plan(struct avail_op *op, const struct slk_instructor_entry *e)
     slk_avail_basis_clear(&op->basis);
     free(op->reread);
     op->reread = NULL;
-    free(op->old_states);
-    op->old_states = NULL;
     struct slk_avail_plan *p = &op->basis.plan;
     int rc = slk_avail_plan(p, &e->ins, e->tz, op->from_ms, op->to_ms, op->duration_minutes, now);
     if (rc == 0 && op->include_held && p->num_minutes + 2 > SLK_SCRIPT_MAX_ARGS) {
@@ -231,7 +233,7 @@ static void plan(struct avail_op *op, const struct slk_instructor_entry *e)
         rc = op->basis.states != NULL && op->basis.expires != NULL ? query_units(op) : SLK_ENOMEM;
     }
     if (rc != 0)
-        fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
+        fail_query(op, rc);
 }
 
 static void send_reply(struct slk_request *req, const char *body, size_t len, const char *etag);
@@ -279,22 +281,17 @@ static bool bring_up_to_date(struct avail_op *op, const struct slk_instructor_en
         return false;
     size_t k = slk_avail_plan_touched(&b->plan, &e->ins, hit->changes, hit->num_changes, touched);
     if (k == 0) {
+        /* Nothing it shows moved: the reply get() just found is current. */
         free(touched);
-        if (slk_avail_cache_renew(op->req->worker->avail_cache, op->cache_key, op->cache_key_len, hit->serial, hit->gen,
-                                  hit))
-            reply_kept(op, hit);
-        else
-            plan(op, e);
+        slk_avail_cache_renew(op->req->worker->avail_cache, op->cache_key, op->cache_key_len, hit->serial, hit->gen,
+                              hit);
+        reply_kept(op, hit);
         return true;
     }
-    op->old_states = malloc(n);
-    if (k == n || op->old_states == NULL || copy_basis(&op->basis, b) != 0) {
+    if (k == n || copy_basis(&op->basis, b) != 0) {
         free(touched);
-        free(op->old_states);
-        op->old_states = NULL;
         return false;
     }
-    memcpy(op->old_states, b->states, n);
     op->ins = e->ins;
     op->from_ms = b->from_ms;
     op->to_ms = b->to_ms;
@@ -305,7 +302,7 @@ static bool bring_up_to_date(struct avail_op *op, const struct slk_instructor_en
     op->gen = hit->gen;
     int rc = query_units(op);
     if (rc != 0)
-        fail_backend(op, rc == SLK_ENOMEM ? rc : SLK_EUNAVAILABLE, "redis");
+        fail_query(op, rc);
     return true;
 }
 
@@ -464,7 +461,7 @@ static void states_read(struct avail_op *op, bool changed)
     char *body = NULL;
     /* A few slots changed in a kept free-slots reply: edit it rather than write the whole window again. */
     if (have_kept && !op->include_held)
-        body = slk_avail_slots_json_patch(&op->basis.plan, ins, op->old_states, op->basis.states, op->reread,
+        body = slk_avail_slots_json_patch(&op->basis.plan, ins, kept.basis->states, op->basis.states, op->reread,
                                           op->num_reread, kept.body, kept.len, head, "}}", &len);
     if (body == NULL)
         body = slk_avail_slots_json(&op->basis.plan, ins, op->basis.states, op->basis.expires, op->include_held, head,
