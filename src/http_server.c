@@ -216,67 +216,46 @@ static void conn_queue(struct slk_conn *c, const char *data, size_t len, char *o
 }
 
 /*
- * Writes bytes, or queues what the socket does not take at once; owned ones
- * are freed when written or dropped. Most replies fit the socket buffer:
- * written here they cost no write request, and libuv does not re-arm the
- * socket's watcher (an epoll_ctl per drained write queue). libuv refuses a
- * direct write while earlier ones are queued, so the order holds.
+ * Writes data (owned, or static bytes when owned is NULL) followed by lent
+ * bytes, which are read only during the call; queues what the socket does
+ * not take at once. Most replies fit the socket buffer: written here they
+ * cost no write request, and libuv does not re-arm the socket's watcher (an
+ * epoll_ctl per drained write queue). libuv refuses a direct write while
+ * earlier ones are queued, so the order holds. Only lent bytes left over are
+ * copied: a large kept reply is then never copied at all.
  */
-static void conn_write(struct slk_conn *c, const char *data, size_t len, char *owned)
+static void conn_write(struct slk_conn *c, const char *data, size_t len, char *owned, const char *lent, size_t lent_len)
 {
     if (c->state == CONN_CLOSING) {
         free(owned);
         return;
     }
-    uv_buf_t now = uv_buf_init((char *)data, (unsigned int)len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
-    if (n == (int)len || (n < 0 && n != UV_EAGAIN)) {
-        free(owned);
-        if (n < 0)
-            conn_close(c);
-        return;
-    }
-    if (n > 0) {
-        data += n;
-        len -= (size_t)n;
-    }
-    conn_queue(c, data, len, owned);
-}
-
-/*
- * A head (owned) and a body that is only lent for the call: both go out in
- * one write; only what the socket does not take is copied (large kept
- * replies are then never copied at all).
- */
-static void conn_write_lent(struct slk_conn *c, char *head, size_t head_len, const char *body, size_t body_len)
-{
-    if (c->state == CONN_CLOSING) {
-        free(head);
-        return;
-    }
-    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned int)head_len), uv_buf_init((char *)body, (unsigned int)body_len)};
-    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, 2);
+    uv_buf_t bufs[2] = {uv_buf_init((char *)data, (unsigned int)len),
+                        uv_buf_init((char *)lent, (unsigned int)lent_len)};
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, lent_len > 0 ? 2 : 1);
     if (n < 0 && n != UV_EAGAIN) {
-        free(head);
+        free(owned);
         conn_close(c);
         return;
     }
-    size_t done = n > 0 ? (size_t)n : 0, total = head_len + body_len;
+    size_t done = n > 0 ? (size_t)n : 0, total = len + lent_len;
     if (done == total) {
-        free(head);
-        return;
+        free(owned);
+    } else if (lent_len == 0) {
+        conn_queue(c, data + done, len - done, owned);
+    } else {
+        size_t data_left = done < len ? len - done : 0, lent_done = done > len ? done - len : 0;
+        char *rest = malloc(total - done);
+        if (rest != NULL) {
+            memcpy(rest, data + (len - data_left), data_left);
+            memcpy(rest + data_left, lent + lent_done, lent_len - lent_done);
+        }
+        free(owned);
+        if (rest == NULL)
+            conn_close(c);
+        else
+            conn_queue(c, rest, total - done, rest);
     }
-    size_t head_left = done < head_len ? head_len - done : 0, body_done = done > head_len ? done - head_len : 0;
-    char *rest = malloc(total - done);
-    if (rest == NULL) {
-        free(head);
-        conn_close(c);
-        return;
-    }
-    memcpy(rest, head + (head_len - head_left), head_left);
-    memcpy(rest + head_left, body + body_done, body_len - body_done);
-    free(head);
-    conn_queue(c, rest, total - done, rest);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -325,7 +304,7 @@ static void conn_fail(struct slk_conn *c, int status, const char *message)
     size_t len = 0;
     char *reply = slk__http_error_reply(status, message, &len);
     if (reply != NULL)
-        conn_write(c, reply, len, reply);
+        conn_write(c, reply, len, reply, NULL, 0);
     conn_finish(c);
 }
 
@@ -480,7 +459,7 @@ static void conn_process(struct slk_conn *c)
         if (ev == SLK__HTTP_CONTINUE) {
             /* RFC 9110 10.1.1: no need to invite a body that is already arriving. */
             if (c->in_off == c->in_len)
-                conn_write(c, continue_reply, sizeof(continue_reply) - 1, NULL);
+                conn_write(c, continue_reply, sizeof(continue_reply) - 1, NULL, NULL, 0);
         } else if (ev == SLK__HTTP_REQUEST) {
             conn_dispatch(c);
         } else if (ev == SLK__HTTP_ERROR) {
@@ -510,12 +489,10 @@ void slk__conn_reply(struct slk_conn *c, struct slk_request *req, char *buf, siz
             c->srv->inflight--;
     }
     bool sent = c->state == CONN_OPEN && buf != NULL;
-    if (!sent)
-        free(buf);
-    else if (lent != NULL)
-        conn_write_lent(c, buf, len, lent, lent_len);
+    if (sent)
+        conn_write(c, buf, len, buf, lent, lent != NULL ? lent_len : 0);
     else
-        conn_write(c, buf, len, buf);
+        free(buf);
     /* Only now: the lent body may live in the request. */
     slk__http_request_free(req);
     if (sent && keep_alive)
@@ -538,7 +515,7 @@ int slk_response_stream_start(struct slk_request *req, const char *content_type,
     if (head == NULL)
         return SLK_ENOMEM;
     c->in_stream_call = true;
-    conn_write(c, head, len, head);
+    conn_write(c, head, len, head, NULL, 0);
     /* Keep reading: the only way to notice a peer that leaves is its EOF. */
     if (c->state == CONN_OPEN)
         conn_set_reading(c, !c->peer_eof);
@@ -563,7 +540,7 @@ int slk_response_stream_write(struct slk_request *req, const char *data, size_t 
         return SLK_ENOMEM;
     memcpy(copy, data, len);
     c->in_stream_call = true;
-    conn_write(c, copy, len, copy);
+    conn_write(c, copy, len, copy, NULL, 0);
     c->in_stream_call = false;
     return c->state == CONN_OPEN ? 0 : SLK_ECLOSED;
 }
