@@ -22,10 +22,20 @@
 
 struct charge {
     struct slk_worker *w;
-    struct slk_rate_limits limits;
     size_t len;
     char key[RATE_KEY_MAX];
 };
+
+static int burst_of(const struct slk_config *cfg)
+{
+    return cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 1;
+}
+
+static struct slk_rate_limits limits_of(const struct slk_config *cfg)
+{
+    int64_t interval_ns = 1000000000LL / cfg->rate_limit_per_second;
+    return (struct slk_rate_limits){.interval_ns = interval_ns, .window_ns = interval_ns * burst_of(cfg)};
+}
 
 static void reply_limited(struct slk_request *req, long long wait_ms)
 {
@@ -51,8 +61,9 @@ static void on_charged(void *data, redisReply *r, const char *err)
 {
     struct charge *ch = data;
     if (err == NULL && r->type == REDIS_REPLY_INTEGER) {
+        struct slk_rate_limits lim = limits_of(ch->w->cfg);
         slk_rate_view_charged(ch->w->rate_view, ch->key, ch->len, (int64_t)uv_hrtime(), (int64_t)r->integer * 1000,
-                              &ch->limits);
+                              &lim);
     } else {
         slk_log(SLK_LOG_WARN, "rate limit not charged in redis", "error",
                 err != NULL                    ? err
@@ -64,19 +75,18 @@ static void on_charged(void *data, redisReply *r, const char *err)
     free(ch);
 }
 
-static void send_charge(struct slk_worker *w, const char *key, size_t len, const struct slk_config *cfg,
-                        const struct slk_rate_limits *lim)
+static void send_charge(struct slk_worker *w, const char *key, size_t len)
 {
     struct charge *ch = malloc(sizeof(*ch));
     if (ch == NULL) {
         slk_rate_view_uncharged(w->rate_view, key, len);
         return;
     }
-    *ch = (struct charge){.w = w, .limits = *lim, .len = len};
+    *ch = (struct charge){.w = w, .len = len};
     memcpy(ch->key, key, len);
     char rate[16], burst[16];
-    snprintf(rate, sizeof(rate), "%d", cfg->rate_limit_per_second);
-    snprintf(burst, sizeof(burst), "%d", cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 1);
+    snprintf(rate, sizeof(rate), "%d", w->cfg->rate_limit_per_second);
+    snprintf(burst, sizeof(burst), "%d", burst_of(w->cfg));
     const char *keys[1] = {ch->key};
     const size_t key_lens[1] = {len};
     const char *args[3] = {rate, burst, "1"};
@@ -101,14 +111,12 @@ void slk_rate_limit_check(struct slk_request *req, slk_gate_next next)
         next(req);
         return;
     }
-    int burst = cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 1;
-    struct slk_rate_limits lim = {.interval_ns = 1000000000LL / cfg->rate_limit_per_second};
-    lim.window_ns = lim.interval_ns * burst;
+    struct slk_rate_limits lim = limits_of(cfg);
     int64_t wait_ns;
     if (!slk_rate_view_take(req->worker->rate_view, key, (size_t)klen, (int64_t)uv_hrtime(), &lim, &wait_ns)) {
         reply_limited(req, (long long)((wait_ns + 999999) / 1000000));
         return;
     }
-    send_charge(req->worker, key, (size_t)klen, cfg, &lim);
+    send_charge(req->worker, key, (size_t)klen);
     next(req);
 }

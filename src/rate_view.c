@@ -38,8 +38,15 @@ static bool is(const struct client *c, const char *id, size_t len)
     return c->tat_ns != 0 && c->len == len && memcmp(c->id, id, len) == 0;
 }
 
+/* Ids are at most 64 bytes, so this never cuts one; it only makes sure nothing overflows. */
+static size_t id_len(size_t len)
+{
+    return len > SLK_RATE_CLIENT_MAX ? SLK_RATE_CLIENT_MAX : len;
+}
+
 static struct client *find(struct slk_rate_view *v, const char *id, size_t len)
 {
+    len = id_len(len);
     struct client *set = set_of(v, id, len);
     for (int i = 0; i < WAYS; i++) {
         if (is(&set[i], id, len))
@@ -67,6 +74,7 @@ static struct client *make_room(struct slk_rate_view *v, const char *id, size_t 
 
 static struct client *find_or_add(struct slk_rate_view *v, const char *id, size_t len, int64_t now_ns)
 {
+    len = id_len(len);
     struct client *c = find(v, id, len);
     if (c != NULL)
         return c;
@@ -81,8 +89,6 @@ static struct client *find_or_add(struct slk_rate_view *v, const char *id, size_
 bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns,
                         const struct slk_rate_limits *lim, int64_t *wait_ns)
 {
-    if (len > SLK_RATE_CLIENT_MAX)
-        len = SLK_RATE_CLIENT_MAX; /* ids are at most 64 bytes: never happens, never overflows */
     struct client *c = find_or_add(v, client, len, now_ns);
     int64_t tat = c->tat_ns > now_ns ? c->tat_ns : now_ns;
     int64_t next = tat + lim->interval_ns;
@@ -99,8 +105,6 @@ bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len,
 void slk_rate_view_charged(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns, int64_t debt_ns,
                            const struct slk_rate_limits *lim)
 {
-    if (len > SLK_RATE_CLIENT_MAX)
-        len = SLK_RATE_CLIENT_MAX;
     struct client *c = find_or_add(v, client, len, now_ns);
     if (c->in_flight > 0)
         c->in_flight--;
@@ -112,7 +116,7 @@ void slk_rate_view_charged(struct slk_rate_view *v, const char *client, size_t l
 
 void slk_rate_view_uncharged(struct slk_rate_view *v, const char *client, size_t len)
 {
-    struct client *c = find(v, client, len > SLK_RATE_CLIENT_MAX ? SLK_RATE_CLIENT_MAX : len);
+    struct client *c = find(v, client, len);
     if (c != NULL && c->in_flight > 0)
         c->in_flight--;
 }
