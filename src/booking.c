@@ -227,42 +227,60 @@ const char *slk_booking_status(const struct slk_booking *b, int64_t now_ms)
     return b->status;
 }
 
-static json_t *time_or_null(int64_t ms)
+void slk_booking_write_json(struct slk_json_text *t, const struct slk_booking *b, int64_t now_ms)
 {
-    if (ms == 0)
-        return json_null();
-    char buf[32];
-    slk_time_format_rfc3339(ms, buf);
-    return json_string(buf);
-}
-
-static json_t *string_or_null(const char *s)
-{
-    return s == NULL || s[0] == '\0' ? json_null() : json_string(s);
-}
-
-json_t *slk_booking_to_json(const struct slk_booking *b, int64_t now_ms)
-{
-    json_t *price = b->price_cents < 0 ? json_null() : json_real((double)b->price_cents / 100.0);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:I}", "uuid",
-                          b->uuid, "status", slk_booking_status(b, now_ms), "student_uuid", b->student, "course_uuid",
-                          b->course, "instructor_uuid", b->instructor, "start_time", time_or_null(b->start_ms),
-                          "end_time", time_or_null(b->end_ms), "price_amount", price, "currency",
-                          string_or_null(b->currency), "purpose", string_or_null(b->purpose), "payment_session_id",
-                          b->session, "payment_reference", string_or_null(b->payment_reference), "hold_expires_at",
-                          time_or_null(b->hold_expires_ms), "created_at", time_or_null(b->created_ms), "updated_at",
-                          time_or_null(b->updated_ms), "fence_token", (json_int_t)b->fence);
-    if (o == NULL)
-        return NULL;
-    json_object_set_new(o, "availability_block_uuid", json_string(b->uuid));
+    slk_json_open(t, '{');
+    slk_json_key(t, "uuid");
+    slk_json_string(t, b->uuid);
+    slk_json_key(t, "status");
+    slk_json_string(t, slk_booking_status(b, now_ms));
+    slk_json_key(t, "student_uuid");
+    slk_json_string(t, b->student);
+    slk_json_key(t, "course_uuid");
+    slk_json_string(t, b->course);
+    slk_json_key(t, "instructor_uuid");
+    slk_json_string(t, b->instructor);
+    slk_json_key(t, "start_time");
+    slk_json_time_or_null(t, b->start_ms);
+    slk_json_key(t, "end_time");
+    slk_json_time_or_null(t, b->end_ms);
+    slk_json_key(t, "price_amount");
+    if (b->price_cents < 0)
+        slk_json_null(t);
+    else
+        slk_json_cents(t, b->price_cents);
+    slk_json_key(t, "currency");
+    slk_json_string_or_null(t, b->currency);
+    slk_json_key(t, "purpose");
+    slk_json_string_or_null(t, b->purpose);
+    slk_json_key(t, "payment_session_id");
+    slk_json_string(t, b->session);
+    slk_json_key(t, "payment_reference");
+    slk_json_string_or_null(t, b->payment_reference);
+    slk_json_key(t, "hold_expires_at");
+    slk_json_time_or_null(t, b->hold_expires_ms);
+    slk_json_key(t, "created_at");
+    slk_json_time_or_null(t, b->created_ms);
+    slk_json_key(t, "updated_at");
+    slk_json_time_or_null(t, b->updated_ms);
+    slk_json_key(t, "fence_token");
+    slk_json_int(t, b->fence);
+    slk_json_key(t, "availability_block_uuid");
+    slk_json_string(t, b->uuid);
     if (b->cancelled_ms != 0) {
-        json_object_set_new(o, "cancelled_at", time_or_null(b->cancelled_ms));
-        json_object_set_new(o, "cancel_reason", string_or_null(b->cancel_reason));
-        json_object_set_new(o, "cancelled_by", string_or_null(b->cancelled_by));
-        json_object_set_new(o, "refund_eligible",
-                            b->refund_eligible < 0 ? json_null() : json_boolean(b->refund_eligible));
+        slk_json_key(t, "cancelled_at");
+        slk_json_time_or_null(t, b->cancelled_ms);
+        slk_json_key(t, "cancel_reason");
+        slk_json_string_or_null(t, b->cancel_reason);
+        slk_json_key(t, "cancelled_by");
+        slk_json_string_or_null(t, b->cancelled_by);
+        slk_json_key(t, "refund_eligible");
+        if (b->refund_eligible < 0)
+            slk_json_null(t);
+        else
+            slk_json_bool(t, b->refund_eligible != 0);
     }
-    return o;
+    slk_json_close(t, '}');
 }
 
 int slk_key_meta(char *buf, const char *instructor)

@@ -2,10 +2,12 @@
  * The R-API JSON envelope. Any failure to build it (OOM, a message that is
  * not UTF-8) degrades to a fixed 500 envelope that needs no allocation.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "slk/json_text.h"
 #include "slk/response.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
@@ -18,19 +20,6 @@ static void send_internal_error(struct slk_request *req)
     slk_response_send(req, 500, JSON_TYPE, internal_error_body, sizeof(internal_error_body) - 1);
 }
 
-/* Sends root as the reply; takes root. */
-static void send_json(struct slk_request *req, int status, json_t *root)
-{
-    char *text = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
-    if (text == NULL) {
-        send_internal_error(req);
-        return;
-    }
-    slk_response_send(req, status, JSON_TYPE, text, strlen(text));
-    free(text);
-}
-
 static const char *message_or_default(const char *message, int status)
 {
     return message != NULL ? message : slk_http_status_text(status);
@@ -38,52 +27,78 @@ static const char *message_or_default(const char *message, int status)
 
 void slk_reply_ok(struct slk_request *req, int status, const char *message, json_t *data)
 {
-    if (data == NULL)
-        data = json_object();
-    json_t *root = json_object();
-    if (root == NULL || data == NULL || json_object_set_new(root, "success", json_true()) != 0 ||
-        json_object_set_new(root, "message", json_string(message_or_default(message, status))) != 0) {
-        json_decref(data);
-        json_decref(root);
+    char *text = data != NULL ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    bool failed = data != NULL && text == NULL;
+    json_decref(data);
+    if (failed) {
         send_internal_error(req);
         return;
     }
-    if (json_object_set_new(root, "data", data) != 0) {
-        json_decref(root);
+    struct slk_json_text t;
+    slk_reply_text_begin(&t, status, message);
+    if (text != NULL)
+        slk_json_raw(&t, text, strlen(text));
+    else
+        slk_json_raw(&t, "{}", 2);
+    free(text);
+    slk_reply_text_end(req, status, &t);
+}
+
+void slk_reply_text_begin(struct slk_json_text *t, int status, const char *message)
+{
+    slk_json_text_init(t);
+    slk_json_open(t, '{');
+    slk_json_key(t, "success");
+    slk_json_bool(t, true);
+    slk_json_key(t, "message");
+    slk_json_string(t, message_or_default(message, status));
+    slk_json_key(t, "data");
+}
+
+void slk_reply_text_end(struct slk_request *req, int status, struct slk_json_text *t)
+{
+    slk_json_close(t, '}');
+    size_t len;
+    char *text = slk_json_text_take(t, &len);
+    if (text == NULL) {
         send_internal_error(req);
         return;
     }
-    send_json(req, status, root);
+    slk_response_send(req, status, JSON_TYPE, text, len);
+    free(text);
+}
+
+char *slk_error_body_raw(int status, const char *code, const char *message, const char *details)
+{
+    struct slk_json_text t;
+    slk_json_text_init(&t);
+    slk_json_open(&t, '{');
+    slk_json_key(&t, "success");
+    slk_json_bool(&t, false);
+    slk_json_key(&t, "message");
+    slk_json_string(&t, message_or_default(message, status));
+    slk_json_key(&t, "error");
+    slk_json_open(&t, '{');
+    slk_json_key(&t, "code");
+    slk_json_string(&t, code);
+    slk_json_key(&t, "details");
+    if (details != NULL)
+        slk_json_raw(&t, details, strlen(details));
+    else
+        slk_json_raw(&t, "{}", 2);
+    slk_json_close(&t, '}');
+    slk_json_close(&t, '}');
+    return slk_json_text_take(&t, NULL);
 }
 
 char *slk_error_body(int status, const char *code, const char *message, json_t *details)
 {
-    if (details == NULL)
-        details = json_object();
-    json_t *error = json_object();
-    json_t *root = json_object();
-    if (root == NULL || error == NULL || details == NULL ||
-        json_object_set_new(error, "code", json_string(code)) != 0 ||
-        json_object_set_new(root, "success", json_false()) != 0 ||
-        json_object_set_new(root, "message", json_string(message_or_default(message, status))) != 0) {
-        json_decref(details);
-        json_decref(error);
-        json_decref(root);
-        return NULL;
-    }
-    /* set_new steals its value even when it fails, so each value below is freed exactly once. */
-    if (json_object_set_new(error, "details", details) != 0) {
-        json_decref(error);
-        json_decref(root);
-        return NULL;
-    }
-    if (json_object_set_new(root, "error", error) != 0) {
-        json_decref(root);
-        return NULL;
-    }
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    return text;
+    char *text = details != NULL ? json_dumps(details, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    bool failed = details != NULL && text == NULL;
+    json_decref(details);
+    char *body = failed ? NULL : slk_error_body_raw(status, code, message, text);
+    free(text);
+    return body;
 }
 
 void slk_reply_error(struct slk_request *req, int status, const char *code, const char *message, json_t *details)

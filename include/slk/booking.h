@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "slk/common.h"
+#include "slk/json_text.h"
 #include "slk/scripts.h"
 
 #define SLK_KEY_MAX 128
@@ -74,8 +75,8 @@ int slk_session_pack(const char *session, unsigned char out[SLK_SESSION_BYTES]) 
 
 /* The status the API shows: an unpaid hold past its expiry is "expired". */
 const char *slk_booking_status(const struct slk_booking *b, int64_t now_ms);
-/* The booking object of R-API. New reference. */
-json_t *slk_booking_to_json(const struct slk_booking *b, int64_t now_ms);
+/* The booking object of R-API, written as the next value of t. */
+void slk_booking_write_json(struct slk_json_text *t, const struct slk_booking *b, int64_t now_ms);
 
 /* Redis keys. Each returns the length written (always < SLK_KEY_MAX for valid ids). */
 int slk_key_meta(char *buf, const char *instructor);

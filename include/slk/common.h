@@ -81,6 +81,7 @@ const char *slk_strerror(int err);
 #define SLK_MAX_PIPELINED_BYTES (128 * 1024)             /* unparsed bytes buffered behind an in-flight request */
 #define SLK_PG_MAX_QUEUE 1024                            /* queries waiting for a free connection, per pool */
 #define SLK_REDIS_MAX_PENDING 65536                      /* commands in flight per connection */
+#define SLK_MAX_JSON_TEXT_BYTES (8 * 1024 * 1024)        /* a reply body written by json_text.h */
 #define SLK_MAX_ID_LEN 64                                /* ^[A-Za-z0-9._:-]{1,64}$ */
 #define SLK_MAX_BOOKING_MINUTES (24 * 60)                /* one booking never spans more than a day */
 #define SLK_RETENTION_MS ((int64_t)7 * 24 * 3600 * 1000) /* how long a hold's record outlives it in Redis */

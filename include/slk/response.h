@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "slk/http.h"
+#include "slk/json_text.h"
 
 /* Steals data (may be NULL: then {}). Releases req. */
 void slk_reply_ok(struct slk_request *req, int status, const char *message, json_t *data);
@@ -18,6 +19,15 @@ void slk_reply_error(struct slk_request *req, int status, const char *code, cons
 /* The error envelope as JSON text (malloc'd), for replies kept and sent again; NULL when it cannot be built.
  * Steals details. */
 char *slk_error_body(int status, const char *code, const char *message, json_t *details);
+/* The same with details already JSON text (NULL: {}); the hot refusals' envelope, written without a json_t. */
+char *slk_error_body_raw(int status, const char *code, const char *message, const char *details);
+/*
+ * The success envelope written as text, for hot replies: begin initialises t and writes
+ * {"success":true,"message":…,"data": — the caller then writes the data value into t — and end closes and sends
+ * it (a 500 when writing failed), frees t's text and releases req.
+ */
+void slk_reply_text_begin(struct slk_json_text *t, int status, const char *message);
+void slk_reply_text_end(struct slk_request *req, int status, struct slk_json_text *t);
 /* Sends an envelope rendered earlier (slk_error_body). Releases req. */
 void slk_reply_rendered(struct slk_request *req, int status, const char *body, size_t len);
 /* 422 validation_failed with details.field. */

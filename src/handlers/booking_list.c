@@ -134,10 +134,14 @@ static void reply_page(struct list_op *op)
 {
     if (op->num_items > 1)
         qsort(op->items, op->num_items, sizeof(*op->items), item_cmp);
-    json_t *items = json_array();
+    struct slk_json_text t;
+    slk_reply_text_begin(&t, 200, "Bookings");
+    slk_json_open(&t, '{');
+    slk_json_key(&t, "items");
+    slk_json_open(&t, '[');
     size_t shown = 0, last = 0; /* last: index of the last item shown */
     bool more = op->pg_more;
-    for (size_t i = 0; items != NULL && i < op->num_items; i++) {
+    for (size_t i = 0; i < op->num_items; i++) {
         const struct slk_booking *b = &op->items[i];
         /* A hold confirmed between the Redis and the Postgres read is in both: list it once, as Postgres has it. */
         bool twin = (i + 1 < op->num_items && strcmp(b->uuid, op->items[i + 1].uuid) == 0) ||
@@ -149,13 +153,14 @@ static void reply_page(struct list_op *op)
             more = true;
             break;
         }
-        json_array_append_new(items, slk_booking_to_json(b, op->now));
+        slk_booking_write_json(&t, b, op->now);
         shown++;
         last = i;
     }
+    slk_json_close(&t, ']');
     if (op->horizon)
         more = true;
-    json_t *next = json_null();
+    slk_json_key(&t, "next_cursor");
     if (more && (shown > 0 || op->horizon)) {
         /* An empty page that stopped at the Redis horizon goes on from there. */
         char cursor[160];
@@ -163,16 +168,14 @@ static void reply_page(struct list_op *op)
             cursor_encode(op->items[last].start_ms, op->items[last].uuid, cursor);
         else
             cursor_encode(op->horizon_start, op->horizon_uuid, cursor);
-        next = json_string(cursor);
+        slk_json_string(&t, cursor);
+    } else {
+        slk_json_null(&t);
     }
+    slk_json_close(&t, '}');
     struct slk_request *req = op->req;
     op_free(op);
-    if (items == NULL) {
-        json_decref(next);
-        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
-        return;
-    }
-    slk_reply_ok(req, 200, "Bookings", json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
+    slk_reply_text_end(req, 200, &t);
 }
 
 /* Postgres: one keyset query, one row more than a page to know whether more follow. */

@@ -50,13 +50,11 @@ void bop_backend(struct bop *op, int err, const char *what)
 void bop_reply(struct bop *op, const char *message)
 {
     struct slk_request *req = op->req;
-    json_t *data = slk_booking_to_json(&op->b, slk_clock_now_ms());
+    struct slk_json_text data;
+    slk_reply_text_begin(&data, 200, message);
+    slk_booking_write_json(&data, &op->b, slk_clock_now_ms());
     bop_free(op);
-    if (data == NULL) {
-        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
-        return;
-    }
-    slk_reply_ok(req, 200, message, data);
+    slk_reply_text_end(req, 200, &data);
 }
 
 void bop_invalid_transition(struct bop *op)

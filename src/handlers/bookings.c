@@ -427,7 +427,9 @@ static void reply_created(struct create_op *op)
     char location[64];
     snprintf(location, sizeof(location), "/api/v1/bookings/%s", op->b.uuid);
     list_for_student(op);
-    json_t *data = slk_booking_to_json(&op->b, slk_clock_now_ms());
+    struct slk_json_text data;
+    slk_reply_text_begin(&data, 201, "Booking created");
+    slk_booking_write_json(&data, &op->b, slk_clock_now_ms());
     slk_outbox_record(req->worker, "held", &op->b, req->user_sub, slk_role_name((enum slk_role)req->user_role));
     /* Every unit is now held: the same question asked again gets what Redis would say, until they are freed. */
     int64_t from, to;
@@ -441,12 +443,12 @@ static void reply_created(struct create_op *op)
     op->capped = false; /* granted: the place is taken until the hold ends (payment, cancel, expiry) */
     create_op_free(op);
     slk_metrics_hold(SLK_HOLD_GRANTED);
-    if (data == NULL || slk_response_header(req, "Location", location) != 0) {
-        json_decref(data);
+    if (slk_response_header(req, "Location", location) != 0) {
+        slk_json_text_free(&data);
         slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
         return;
     }
-    slk_reply_ok(req, 201, "Booking created", data);
+    slk_reply_text_end(req, 201, &data);
 }
 
 static void reply_taken(struct create_op *op, const redisReply *r)

@@ -1,3 +1,5 @@
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "handlers/handlers_internal.h"
@@ -82,24 +84,31 @@ bool slk__on_grid(const struct slk_instructor_entry *e, int64_t t)
 #define SLOT_UNAVAILABLE_CODE "slot_unavailable"
 #define SLOT_UNAVAILABLE_MESSAGE "The requested time is already held or booked"
 
-static json_t *slot_unavailable_details(int64_t from_ms, int64_t to_ms)
+/* {"start_time":…,"end_time":…}: two stamps of at most 31 characters and the keys fit. */
+static void slot_unavailable_details(int64_t from_ms, int64_t to_ms, char details[128])
 {
     char from[32], to[32];
     slk_time_format_rfc3339(from_ms, from);
     slk_time_format_rfc3339(to_ms, to);
-    return json_pack("{s:s, s:s}", "start_time", from, "end_time", to);
+    snprintf(details, 128, "{\"start_time\":\"%s\",\"end_time\":\"%s\"}", from, to);
 }
 
 char *slk__slot_unavailable_body(int64_t from_ms, int64_t to_ms)
 {
-    return slk_error_body(409, SLOT_UNAVAILABLE_CODE, SLOT_UNAVAILABLE_MESSAGE,
-                          slot_unavailable_details(from_ms, to_ms));
+    char details[128];
+    slot_unavailable_details(from_ms, to_ms, details);
+    return slk_error_body_raw(409, SLOT_UNAVAILABLE_CODE, SLOT_UNAVAILABLE_MESSAGE, details);
 }
 
 void slk__reply_slot_unavailable(struct slk_request *req, int64_t from_ms, int64_t to_ms)
 {
-    slk_reply_error(req, 409, SLOT_UNAVAILABLE_CODE, SLOT_UNAVAILABLE_MESSAGE,
-                    slot_unavailable_details(from_ms, to_ms));
+    char *body = slk__slot_unavailable_body(from_ms, to_ms);
+    if (body == NULL) {
+        slk_reply_error(req, 500, "internal_error", "Internal error", NULL);
+        return;
+    }
+    slk_reply_rendered(req, 409, body, strlen(body));
+    free(body);
 }
 
 bool slk__is_admin(const struct slk_request *req)

@@ -59,6 +59,21 @@ def test_get_hold_shows_booking_fields():
         parse_ts(b.get(f), f)
 
 
+def test_price_is_written_as_the_client_sent_it():
+    # 19.99 is no exact double: written through a double with 17 digits it came out as 19.989999999999998.
+    srv = shared()
+    ins = srv.put_instructor()
+    start, end = slot(7, 11)
+    h = srv.hold(ins, start, end, price_amount=19.99, currency="USD")
+    check(b'"price_amount":19.99,' in h.resp.body, f"hold reply: {h.resp}")
+    r = srv.get_booking(h.uuid, token=h.student_token)
+    check(b'"price_amount":19.99,' in r.body, f"the hold read back: {r}")
+    data = expect_ok(srv.callback(h.uuid, "succeeded", ref="pi_price_1"), 200)
+    eq(data.get("price_amount"), 19.99, "price_amount after payment")
+    r = srv.get_booking(h.uuid, token=h.student_token)
+    check(b'"price_amount":19.99,' in r.body, f"the booking read back from Postgres: {r}")
+
+
 def test_succeeded_callback_confirms_and_persists():
     srv = shared()
     ins = srv.put_instructor()
