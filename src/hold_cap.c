@@ -1,12 +1,14 @@
 /*
  * The per-student cap on live holds: lua/hold_cap.lua admits or refuses in
- * one step against a sorted set of the student's live holds by expiry.
+ * one step against a sorted set of the student's live holds by expiry, and
+ * lists an admitted hold for its student in the same step.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "slk/booking.h"
 #include "slk/hold_cap.h"
 #include "slk/log.h"
 #include "slk/redis.h"
@@ -77,17 +79,34 @@ static void on_admitted(void *data, redisReply *r, const char *err)
     cb(cb_data, rc, retry_ms);
 }
 
-int slk_hold_cap_admit(struct slk_worker *w, const char *student, const char *uuid, int64_t expires_ms,
-                       slk_hold_cap_cb cb, void *data)
+static void on_listed(void *data, redisReply *r, const char *err)
 {
+    (void)data;
+    if (err == NULL && r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_ERROR, "student listing write failed", "error", r->str, NULL);
+}
+
+/* With no cap there is no script to carry the student's listing: it goes on its own. */
+static void list_alone(struct slk_worker *w, const char *key, const char *start, const char *member)
+{
+    const char *argv[4] = {"ZADD", key, start, member};
+    if (slk_redis_command_argv(w->redis, on_listed, NULL, 4, argv, NULL) != 0)
+        slk_log(SLK_LOG_WARN, "hold not listed for its student", "member", member, NULL);
+}
+
+int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_hold_cap_cb cb, void *data)
+{
+    char key[CAP_KEY_MAX], listing[SLK_KEY_MAX], start[24], member[2 * SLK_MAX_ID_LEN + 2];
+    if (cap_key(key, b->student) < 0 || slk_key_student_holds(listing, b->student) >= SLK_KEY_MAX)
+        return SLK_EINVAL;
+    snprintf(start, sizeof(start), "%" PRId64, b->start_ms);
+    snprintf(member, sizeof(member), "%s/%s", b->instructor, b->uuid);
     int cap = w->cfg->max_holds_per_student;
     if (cap <= 0) {
+        list_alone(w, listing, start, member);
         cb(data, 0, 0);
         return 0;
     }
-    char key[CAP_KEY_MAX];
-    if (cap_key(key, student) < 0 || strlen(uuid) >= CAP_UUID_MAX)
-        return SLK_EINVAL;
     struct cap_admit *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return SLK_ENOMEM;
@@ -95,15 +114,15 @@ int slk_hold_cap_admit(struct slk_worker *w, const char *student, const char *uu
     a->cb = cb;
     a->data = data;
     a->now_ms = slk_clock_now_ms();
-    snprintf(a->student, sizeof(a->student), "%s", student);
-    snprintf(a->uuid, sizeof(a->uuid), "%s", uuid);
+    snprintf(a->student, sizeof(a->student), "%s", b->student);
+    snprintf(a->uuid, sizeof(a->uuid), "%s", b->uuid);
     char now[24], limit[16], expires[24];
     snprintf(now, sizeof(now), "%" PRId64, a->now_ms);
     snprintf(limit, sizeof(limit), "%d", cap);
-    snprintf(expires, sizeof(expires), "%" PRId64, expires_ms);
-    const char *keys[1] = {key};
-    const char *args[4] = {now, limit, uuid, expires};
-    int rc = slk_script_eval(w->redis, SLK_SCRIPT_HOLD_CAP, on_admitted, a, 1, keys, NULL, 4, args, NULL);
+    snprintf(expires, sizeof(expires), "%" PRId64, b->hold_expires_ms);
+    const char *keys[2] = {key, listing};
+    const char *args[6] = {now, limit, b->uuid, expires, start, member};
+    int rc = slk_script_eval(w->redis, SLK_SCRIPT_HOLD_CAP, on_admitted, a, 2, keys, NULL, 6, args, NULL);
     if (rc != 0)
         free(a);
     return rc;

@@ -219,13 +219,6 @@ static void on_instructor(void *data, struct slk_instructor_entry *e, int err)
     take_hold(op, e);
 }
 
-static void on_listed(void *data, redisReply *r, const char *err)
-{
-    (void)data;
-    if (err == NULL && r->type == REDIS_REPLY_ERROR)
-        slk_log(SLK_LOG_ERROR, "student listing write failed", "error", r->str, NULL);
-}
-
 /*
  * The uuid → instructor index, written once the hold is granted and before
  * the client hears of the uuid (the reply waits for it), with the record's
@@ -240,18 +233,6 @@ static int set_index(struct create_op *op)
     const char *argv[5] = {"SET", key, op->b.instructor, "PXAT", expire};
     size_t lens[5] = {3, (size_t)slk_key_index(key, op->b.uuid), strlen(op->b.instructor), 4, strlen(expire)};
     return slk_redis_command_argv(op->req->worker->redis, on_index_set, op, 5, argv, lens);
-}
-
-/* The student's listing index lives in the student's own hash slot, so it cannot be part of the hold script. */
-static void list_for_student(struct create_op *op)
-{
-    char key[SLK_KEY_MAX], score[24], member[2 * SLK_MAX_ID_LEN + 2];
-    snprintf(score, sizeof(score), "%" PRId64, op->b.start_ms);
-    snprintf(member, sizeof(member), "%s/%s", op->b.instructor, op->b.uuid);
-    const char *argv[4] = {"ZADD", key, score, member};
-    size_t lens[4] = {4, (size_t)slk_key_student_holds(key, op->b.student), strlen(score), strlen(member)};
-    if (slk_redis_command_argv(op->req->worker->redis, on_listed, NULL, 4, argv, lens) != 0)
-        slk_log(SLK_LOG_WARN, "hold not listed for its student", "booking", op->b.uuid, NULL);
 }
 
 #define HOLD_FIXED_KEYS 4
@@ -426,7 +407,6 @@ static void reply_created(struct create_op *op)
     struct slk_request *req = op->req;
     char location[64];
     snprintf(location, sizeof(location), "/api/v1/bookings/%s", op->b.uuid);
-    list_for_student(op);
     struct slk_json_text data;
     slk_reply_text_begin(&data, 201, "Booking created");
     slk_booking_write_json(&data, &op->b, slk_clock_now_ms());
@@ -491,10 +471,17 @@ static void undo_hold(struct create_op *op)
         on_abandoned(NULL, NULL, "not queued");
 }
 
+static void on_index_deleted(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (err == NULL && r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_ERROR, "index of an undone hold not deleted", "error", r->str, NULL);
+}
+
 /*
  * A granted hold then needs two things, asked at once: its uuid index and a
- * place under the student's cap (the student's keys live in another Cluster
- * slot, R-HOLD). Over the cap the hold is undone at once — the brief
+ * place under the student's cap, which also lists the hold for its student
+ * (the student's keys live in another Cluster slot, R-HOLD). Over the cap the hold is undone at once — the brief
  * over-admission R-HOLD allows — so a refused hold never costs a cap call.
  */
 static void grant_settled(struct create_op *op)
@@ -508,7 +495,7 @@ static void grant_settled(struct create_op *op)
         char key[SLK_KEY_MAX];
         const char *argv[2] = {"DEL", key};
         size_t lens[2] = {3, (size_t)slk_key_index(key, op->b.uuid)};
-        if (slk_redis_command_argv(op->req->worker->redis, on_listed, NULL, 2, argv, lens) != 0)
+        if (slk_redis_command_argv(op->req->worker->redis, on_index_deleted, NULL, 2, argv, lens) != 0)
             slk_log(SLK_LOG_WARN, "index of an undone hold not deleted", "booking", op->b.uuid, NULL);
     }
     if (op->cap_rc == SLK_EFULL && op->index_rc == 0) {
@@ -550,7 +537,7 @@ static void settle_grant(struct create_op *op)
         op->index_rc = SLK_EUNAVAILABLE;
         op->grant_pending--;
     }
-    if (slk_hold_cap_admit(op->req->worker, op->b.student, op->b.uuid, op->b.hold_expires_ms, on_admitted, op) != 0) {
+    if (slk_hold_cap_admit(op->req->worker, &op->b, on_admitted, op) != 0) {
         op->cap_rc = SLK_EUNAVAILABLE;
         op->grant_pending--;
     }

@@ -158,6 +158,21 @@ def test_default_cap_is_five():
         expect_capped(srv.try_hold(ins, *slot(7, 14), student=stu), 5)
 
 
+@timeout(60)
+def test_no_cap_still_lists_every_hold_for_its_student():
+    # With the cap off no cap script runs, and the student's listing is written on its own.
+    with Server(env={"MAX_HOLDS_PER_STUDENT": "0"}, name="caps0") as srv:
+        ins = srv.put_instructor()
+        stu = uid("stu")
+        holds = [srv.hold(ins, *slot(7, 8 + i), student=stu) for i in range(7)]
+        eq(live_count(stu), 0, "no cap entries without a cap")
+        eq(listed_holds(stu), 7, "holds listed for the student in Redis")
+        with srv.client() as c:
+            data = expect_ok(c.get(f"/api/v1/bookings?student_uuid={stu}&limit=50", token=srv.token(stu, "student")),
+                             200)
+        eq(sorted(b["uuid"] for b in data["items"]), sorted(h.uuid for h in holds), "the student's listing")
+
+
 @timeout(90)
 def test_concurrent_holds_admit_exactly_the_cap():
     with Server(env={"MAX_HOLDS_PER_STUDENT": "5"}, name="caps-race") as srv:
