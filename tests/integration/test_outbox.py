@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+import uuid as uuid_mod
 
 from harness import (Server, check, eq, expect_error, expect_ok, fail, free_port, parse_ts, psql, redis_cli,
                      resp_command, shared, slot, timeout, uid, wait_until)
@@ -209,6 +210,27 @@ def test_events_list_held_confirmed_cancelled_with_actors():
     # Visible to the booking's parties, as the booking itself.
     eq(len(events(srv, h.uuid, h.student_token)), 3, "events seen by the student")
     eq(len(events(srv, h.uuid, h.instructor_token)), 3, "events seen by the instructor")
+
+
+def test_moved_events_keep_their_text_exactly():
+    # The mover sends a batch as array literals: quotes, backslashes, commas, braces and the word NULL in a
+    # value must arrive as they were, and an empty actor as SQL NULL.
+    shared()
+    tricky = 'a"b\\c,{d} NULL'
+    rows = []
+    for actor in (tricky, "NULL", ""):
+        u = str(uuid_mod.uuid4())
+        at = int(time.time() * 1000)
+        redis_cli("XADD", "{slk:outbox}:stream", "*", "uuid", u, "instructor", "ins-q", "student", "stu-q",
+                  "type", "cancelled", "status", "cancelled", "actor", actor, "role", "student", "at", at,
+                  "start", at + 86400000, "end", at + 90000000)
+        rows.append((u, actor))
+    for u, actor in rows:
+        wait_until(lambda: psql(f"SELECT count(*) FROM booking_events WHERE booking_uuid = '{u}'") == "1",
+                   RECORDED_WITHIN_S, interval=0.1, what=f"event of {u} moved")
+        got = psql(f"SELECT coalesce(actor_id, '<null>') || '|' || instructor_id || '|' || type || '|' || "
+                   f"(data ? 'start') FROM booking_events WHERE booking_uuid = '{u}'")
+        eq(got, f"{actor if actor else '<null>'}|ins-q|cancelled|true", f"moved row of actor {actor!r}")
 
 
 def test_events_hidden_from_strangers():
