@@ -22,6 +22,7 @@
 
 struct charge {
     struct slk_worker *w;
+    uint32_t tokens;
     size_t len;
     char key[RATE_KEY_MAX];
 };
@@ -63,33 +64,34 @@ static void on_charged(void *data, redisReply *r, const char *err)
     if (err == NULL && r->type == REDIS_REPLY_INTEGER) {
         struct slk_rate_limits lim = limits_of(ch->w->cfg);
         slk_rate_view_charged(ch->w->rate_view, ch->key, ch->len, (int64_t)uv_hrtime(), (int64_t)r->integer * 1000,
-                              &lim);
+                              ch->tokens, &lim);
     } else {
         slk_log(SLK_LOG_WARN, "rate limit not charged in redis", "error",
                 err != NULL                    ? err
                 : r->type == REDIS_REPLY_ERROR ? r->str
                                                : "unexpected reply",
                 NULL);
-        slk_rate_view_uncharged(ch->w->rate_view, ch->key, ch->len);
+        slk_rate_view_uncharged(ch->w->rate_view, ch->key, ch->len, ch->tokens);
     }
     free(ch);
 }
 
-static void send_charge(struct slk_worker *w, const char *key, size_t len)
+static void send_charge(struct slk_worker *w, const char *key, size_t len, uint32_t tokens)
 {
     struct charge *ch = malloc(sizeof(*ch));
     if (ch == NULL) {
-        slk_rate_view_uncharged(w->rate_view, key, len);
+        slk_rate_view_uncharged(w->rate_view, key, len, tokens);
         return;
     }
-    *ch = (struct charge){.w = w, .len = len};
+    *ch = (struct charge){.w = w, .tokens = tokens, .len = len};
     memcpy(ch->key, key, len);
-    char rate[16], burst[16];
+    char rate[16], burst[16], count[16];
     snprintf(rate, sizeof(rate), "%d", w->cfg->rate_limit_per_second);
     snprintf(burst, sizeof(burst), "%d", burst_of(w->cfg));
+    snprintf(count, sizeof(count), "%" PRIu32, tokens);
     const char *keys[1] = {ch->key};
     const size_t key_lens[1] = {len};
-    const char *args[3] = {rate, burst, "1"};
+    const char *args[3] = {rate, burst, count};
     int err = slk_script_eval(w->redis, SLK_SCRIPT_RATE_LIMIT, on_charged, ch, 1, keys, key_lens, 3, args, NULL);
     if (err != 0)
         on_charged(ch, NULL, slk_strerror(err));
@@ -113,10 +115,12 @@ void slk_rate_limit_check(struct slk_request *req, slk_gate_next next)
     }
     struct slk_rate_limits lim = limits_of(cfg);
     int64_t wait_ns;
-    if (!slk_rate_view_take(req->worker->rate_view, key, (size_t)klen, (int64_t)uv_hrtime(), &lim, &wait_ns)) {
+    uint32_t charge;
+    if (!slk_rate_view_take(req->worker->rate_view, key, (size_t)klen, (int64_t)uv_hrtime(), &lim, &wait_ns, &charge)) {
         reply_limited(req, (long long)((wait_ns + 999999) / 1000000));
         return;
     }
-    send_charge(req->worker, key, (size_t)klen);
+    if (charge > 0)
+        send_charge(req->worker, key, (size_t)klen, charge);
     next(req);
 }

@@ -9,7 +9,8 @@
 
 struct client {
     int64_t tat_ns;     /* 0: the slot is free */
-    uint32_t in_flight; /* tokens taken here whose charge Redis has not answered yet */
+    uint32_t in_flight; /* tokens charged from here whose charge Redis has not answered yet */
+    uint32_t owed;      /* tokens taken here and not charged yet: a client's first rides with its second */
     uint8_t len;
     char id[SLK_RATE_CLIENT_MAX];
 };
@@ -72,51 +73,65 @@ static struct client *make_room(struct slk_rate_view *v, const char *id, size_t 
     return pick;
 }
 
-static struct client *find_or_add(struct slk_rate_view *v, const char *id, size_t len, int64_t now_ns)
+static struct client *add(struct slk_rate_view *v, const char *id, size_t len, int64_t now_ns)
 {
     len = id_len(len);
-    struct client *c = find(v, id, len);
-    if (c != NULL)
-        return c;
-    c = make_room(v, id, len);
+    struct client *c = make_room(v, id, len);
     c->tat_ns = now_ns > 0 ? now_ns : 1;
     c->in_flight = 0;
+    c->owed = 0;
     c->len = (uint8_t)len;
     memcpy(c->id, id, len);
     return c;
 }
 
-bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns,
-                        const struct slk_rate_limits *lim, int64_t *wait_ns)
+static struct client *find_or_add(struct slk_rate_view *v, const char *id, size_t len, int64_t now_ns)
 {
-    struct client *c = find_or_add(v, client, len, now_ns);
+    struct client *c = find(v, id, len);
+    return c != NULL ? c : add(v, id, len, now_ns);
+}
+
+bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns,
+                        const struct slk_rate_limits *lim, int64_t *wait_ns, uint32_t *charge)
+{
+    struct client *c = find(v, client, len);
+    bool first = c == NULL;
+    if (first)
+        c = add(v, client, len, now_ns);
     int64_t tat = c->tat_ns > now_ns ? c->tat_ns : now_ns;
     int64_t next = tat + lim->interval_ns;
+    *charge = 0;
     if (next - now_ns > lim->window_ns) {
         *wait_ns = next - now_ns - lim->window_ns;
         return false;
     }
     c->tat_ns = next;
-    c->in_flight++;
     *wait_ns = 0;
+    if (first) {
+        c->owed = 1;
+        return true;
+    }
+    *charge = c->owed + 1;
+    c->owed = 0;
+    c->in_flight += *charge;
     return true;
 }
 
 void slk_rate_view_charged(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns, int64_t debt_ns,
-                           const struct slk_rate_limits *lim)
+                           uint32_t tokens, const struct slk_rate_limits *lim)
 {
     struct client *c = find_or_add(v, client, len, now_ns);
-    if (c->in_flight > 0)
-        c->in_flight--;
-    /* Redis counted everyone's tokens up to this one; ours still on the way come on top. */
-    int64_t seen = now_ns + (debt_ns > 0 ? debt_ns : 0) + (int64_t)c->in_flight * lim->interval_ns;
+    c->in_flight -= tokens < c->in_flight ? tokens : c->in_flight;
+    /* Redis counted everyone's tokens up to these; ours on the way or not sent yet come on top. */
+    int64_t mine = (int64_t)c->in_flight + (int64_t)c->owed;
+    int64_t seen = now_ns + (debt_ns > 0 ? debt_ns : 0) + mine * lim->interval_ns;
     if (seen > c->tat_ns)
         c->tat_ns = seen;
 }
 
-void slk_rate_view_uncharged(struct slk_rate_view *v, const char *client, size_t len)
+void slk_rate_view_uncharged(struct slk_rate_view *v, const char *client, size_t len, uint32_t tokens)
 {
     struct client *c = find(v, client, len);
-    if (c != NULL && c->in_flight > 0)
-        c->in_flight--;
+    if (c != NULL)
+        c->in_flight -= tokens < c->in_flight ? tokens : c->in_flight;
 }

@@ -9,6 +9,14 @@
  * workers and processes, each may let one burst through before it hears
  * from Redis, and the bucket's debt makes the client wait it off afterwards.
  *
+ * A client's first token in view is not charged at once: it rides with the
+ * client's second, and is forgotten with the client when it never asks
+ * again. Most callers of a booking page ask once or twice per worker; a
+ * single request then costs Redis nothing (the charge is the largest part
+ * of what an availability query costs Redis), and the bucket misses at most
+ * one token per worker that saw the client once, well inside the burst
+ * each worker may already let through.
+ *
  * The view is GCRA (as the script): per client the theoretical arrival time
  * (TAT) of its next request on the monotonic clock, in ns. Fixed size,
  * 4-way sets; a client whose bucket is full again costs nothing and is the
@@ -33,16 +41,20 @@ struct slk_rate_limits {
 struct slk_rate_view *slk_rate_view_create(void);
 void slk_rate_view_free(struct slk_rate_view *v);
 
-/* Takes a token from the client's bucket: true, or false with *wait_ns until one is back. */
-bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns,
-                        const struct slk_rate_limits *lim, int64_t *wait_ns);
 /*
- * Redis charged a token taken here: after it, the bucket's TAT was debt_ns
- * ahead of Redis' clock. Tokens taken here and not yet charged come on top.
+ * Takes a token from the client's bucket: true, or false with *wait_ns until one is back. *charge is how many
+ * tokens to charge to Redis now (0 for the client's first token in view, 2 with its second, then 1).
+ */
+bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns,
+                        const struct slk_rate_limits *lim, int64_t *wait_ns, uint32_t *charge);
+/*
+ * Redis charged tokens taken here: after them, the bucket's TAT was debt_ns
+ * ahead of Redis' clock. Tokens taken here and not charged or not answered
+ * yet come on top.
  */
 void slk_rate_view_charged(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns, int64_t debt_ns,
-                           const struct slk_rate_limits *lim);
-/* A charge that got no answer (Redis away): the token is no longer awaited. */
-void slk_rate_view_uncharged(struct slk_rate_view *v, const char *client, size_t len);
+                           uint32_t tokens, const struct slk_rate_limits *lim);
+/* A charge of tokens that got no answer (Redis away): they are no longer awaited. */
+void slk_rate_view_uncharged(struct slk_rate_view *v, const char *client, size_t len, uint32_t tokens);
 
 #endif

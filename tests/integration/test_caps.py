@@ -300,6 +300,25 @@ def test_rate_limit_token_bucket():
 
 
 @timeout(60)
+def test_rate_limit_charges_a_first_request_with_the_second():
+    # A caller's first request through a worker costs Redis nothing; its token is charged with the second.
+    with Server(env={"RATE_LIMIT_PER_SECOND": "1", "RATE_LIMIT_BURST": "10", "WORKERS": "1"}, name="rate-defer") as srv:
+        ins = srv.put_instructor()
+        path = f"/api/v1/instructors/{ins}"
+        once, twice = uid("stu"), uid("stu")
+        with srv.client() as c:
+            expect_ok(c.get(path, token=srv.token(once, "student")), 200)
+            for r in get_status_burst(c, path, srv.token(twice, "student"), 2):
+                expect_ok(r, 200)
+        wait_until(lambda: redis("EXISTS", f"slk:rl:{{student:{twice}}}") == "1", 5, interval=0.05,
+                   what="the second request's charge")
+        eq(redis("EXISTS", f"slk:rl:{{student:{once}}}"), "0", "a bucket for a caller seen once")
+        # Both tokens of the second caller were charged: at 1/s the bucket is about 2 s ahead.
+        pttl = int(redis("PTTL", f"slk:rl:{{student:{twice}}}"))
+        check(1500 < pttl <= 2001, f"PTTL {pttl} ms: two tokens at 1/s")
+
+
+@timeout(60)
 def test_rate_limit_spares_probes_and_payment_callbacks():
     with Server(env={"RATE_LIMIT_PER_SECOND": "1", "RATE_LIMIT_BURST": "1"}, name="rate-spare") as srv:
         ins = srv.put_instructor()

@@ -16,9 +16,11 @@
 /* 5 per second, bucket of 5: a token every 200 ms, a full bucket is 1 s ahead. */
 static const struct slk_rate_limits five = {.interval_ns = 200 * MS, .window_ns = 1000 * MS};
 
+static uint32_t last_charge;
+
 static bool take(struct slk_rate_view *v, const char *client, int64_t now, int64_t *wait)
 {
-    return slk_rate_view_take(v, client, strlen(client), now, &five, wait);
+    return slk_rate_view_take(v, client, strlen(client), now, &five, wait, &last_charge);
 }
 
 static void test_a_burst_then_one_token_per_interval(void **state)
@@ -44,6 +46,33 @@ static void test_a_burst_then_one_token_per_interval(void **state)
     slk_rate_view_free(v);
 }
 
+static void test_a_first_token_rides_with_the_second(void **state)
+{
+    (void)state;
+    struct slk_rate_view *v = slk_rate_view_create();
+    const char *c = "slk:rl:{student:e}";
+    int64_t now = 100 * SEC, wait;
+    assert_true(take(v, c, now, &wait));
+    assert_int_equal(last_charge, 0); /* a client seen once costs Redis nothing */
+    assert_true(take(v, c, now, &wait));
+    assert_int_equal(last_charge, 2); /* the first token goes with the second */
+    assert_true(take(v, c, now, &wait));
+    assert_int_equal(last_charge, 1);
+    /* Refused requests charge nothing. */
+    assert_true(take(v, c, now, &wait));
+    assert_true(take(v, c, now, &wait));
+    assert_false(take(v, c, now, &wait));
+    assert_int_equal(last_charge, 0);
+    /* A token not sent yet counts on top of what Redis reports, like one on the way: here an answer about tokens
+     * taken elsewhere (1 s of debt) arrives while the client's first token here is still unsent. */
+    const char *d = "slk:rl:{student:f}";
+    assert_true(take(v, d, now, &wait));
+    slk_rate_view_charged(v, d, strlen(d), now, 1000 * MS, 0, &five);
+    assert_false(take(v, d, now, &wait));
+    assert_int_equal(wait, 400 * MS);
+    slk_rate_view_free(v);
+}
+
 static void test_tokens_taken_elsewhere_count_once_redis_tells(void **state)
 {
     (void)state;
@@ -51,12 +80,14 @@ static void test_tokens_taken_elsewhere_count_once_redis_tells(void **state)
     const char *c = "slk:rl:{student:c}";
     int64_t now = 100 * SEC, wait;
     assert_true(take(v, c, now, &wait));
-    /* Other servers took four more of this client's tokens: Redis answers our charge with a debt of 1 s. */
-    slk_rate_view_charged(v, c, strlen(c), now, 1000 * MS, &five);
+    assert_true(take(v, c, now, &wait));
+    assert_int_equal(last_charge, 2);
+    /* Other servers took three more of this client's tokens: Redis answers our charge with a debt of 1 s. */
+    slk_rate_view_charged(v, c, strlen(c), now, 1000 * MS, 2, &five);
     assert_false(take(v, c, now, &wait));
     assert_int_equal(wait, 200 * MS);
     /* Beyond the bucket (everyone let a burst through at once): the client waits the debt off. */
-    slk_rate_view_charged(v, c, strlen(c), now, 3000 * MS, &five);
+    slk_rate_view_charged(v, c, strlen(c), now, 3000 * MS, 1, &five);
     assert_false(take(v, c, now + 2000 * MS, &wait));
     assert_int_equal(wait, 200 * MS);
     assert_true(take(v, c, now + 2200 * MS, &wait));
@@ -71,15 +102,15 @@ static void test_own_tokens_still_on_the_way_are_not_forgotten(void **state)
     int64_t now = 100 * SEC, wait;
     for (int i = 0; i < 5; i++)
         assert_true(take(v, c, now, &wait));
-    /* The first charge comes back: Redis has seen one token (200 ms of debt); four are still on the way. */
-    slk_rate_view_charged(v, c, strlen(c), now, 200 * MS, &five);
+    /* The first charge (two tokens) comes back: 400 ms of debt in Redis; three tokens are still on the way. */
+    slk_rate_view_charged(v, c, strlen(c), now, 400 * MS, 2, &five);
     assert_false(take(v, c, now, &wait));
     assert_int_equal(wait, 200 * MS);
     /* A charge that got no answer is no longer awaited, and takes nothing back. */
-    slk_rate_view_uncharged(v, c, strlen(c));
+    slk_rate_view_uncharged(v, c, strlen(c), 1);
     assert_false(take(v, c, now, &wait));
     /* An older, smaller answer never gives tokens back. */
-    slk_rate_view_charged(v, c, strlen(c), now, 0, &five);
+    slk_rate_view_charged(v, c, strlen(c), now, 0, 1, &five);
     assert_false(take(v, c, now, &wait));
     slk_rate_view_free(v);
 }
@@ -107,6 +138,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_burst_then_one_token_per_interval),
+        cmocka_unit_test(test_a_first_token_rides_with_the_second),
         cmocka_unit_test(test_tokens_taken_elsewhere_count_once_redis_tells),
         cmocka_unit_test(test_own_tokens_still_on_the_way_are_not_forgotten),
         cmocka_unit_test(test_a_crowd_of_clients_never_confuses_two),
