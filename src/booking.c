@@ -9,6 +9,7 @@
 #include "slk/auth.h"
 #include "slk/booking.h"
 #include "slk/instructor.h"
+#include "slk/json_text.h"
 #include "slk/timeutil.h"
 
 void slk_booking_init(struct slk_booking *b)
@@ -229,58 +230,58 @@ const char *slk_booking_status(const struct slk_booking *b, int64_t now_ms)
 
 void slk_booking_write_json(struct slk_json_text *t, const struct slk_booking *b, int64_t now_ms)
 {
-    slk_json_open(t, '{');
-    slk_json_key(t, "uuid");
-    slk_json_string(t, b->uuid);
-    slk_json_key(t, "status");
-    slk_json_string(t, slk_booking_status(b, now_ms));
-    slk_json_key(t, "student_uuid");
-    slk_json_string(t, b->student);
-    slk_json_key(t, "course_uuid");
-    slk_json_string(t, b->course);
-    slk_json_key(t, "instructor_uuid");
-    slk_json_string(t, b->instructor);
-    slk_json_key(t, "start_time");
-    slk_json_time_or_null(t, b->start_ms);
-    slk_json_key(t, "end_time");
-    slk_json_time_or_null(t, b->end_ms);
-    slk_json_key(t, "price_amount");
+    slk_json_text_open(t, '{');
+    slk_json_text_key(t, "uuid");
+    slk_json_text_string(t, b->uuid);
+    slk_json_text_key(t, "status");
+    slk_json_text_string(t, slk_booking_status(b, now_ms));
+    slk_json_text_key(t, "student_uuid");
+    slk_json_text_string(t, b->student);
+    slk_json_text_key(t, "course_uuid");
+    slk_json_text_string(t, b->course);
+    slk_json_text_key(t, "instructor_uuid");
+    slk_json_text_string(t, b->instructor);
+    slk_json_text_key(t, "start_time");
+    slk_json_text_time_or_null(t, b->start_ms);
+    slk_json_text_key(t, "end_time");
+    slk_json_text_time_or_null(t, b->end_ms);
+    slk_json_text_key(t, "price_amount");
     if (b->price_cents < 0)
-        slk_json_null(t);
+        slk_json_text_null(t);
     else
-        slk_json_cents(t, b->price_cents);
-    slk_json_key(t, "currency");
-    slk_json_string_or_null(t, b->currency);
-    slk_json_key(t, "purpose");
-    slk_json_string_or_null(t, b->purpose);
-    slk_json_key(t, "payment_session_id");
-    slk_json_string(t, b->session);
-    slk_json_key(t, "payment_reference");
-    slk_json_string_or_null(t, b->payment_reference);
-    slk_json_key(t, "hold_expires_at");
-    slk_json_time_or_null(t, b->hold_expires_ms);
-    slk_json_key(t, "created_at");
-    slk_json_time_or_null(t, b->created_ms);
-    slk_json_key(t, "updated_at");
-    slk_json_time_or_null(t, b->updated_ms);
-    slk_json_key(t, "fence_token");
-    slk_json_int(t, b->fence);
-    slk_json_key(t, "availability_block_uuid");
-    slk_json_string(t, b->uuid);
+        slk_json_text_cents(t, b->price_cents);
+    slk_json_text_key(t, "currency");
+    slk_json_text_string_or_null(t, b->currency);
+    slk_json_text_key(t, "purpose");
+    slk_json_text_string_or_null(t, b->purpose);
+    slk_json_text_key(t, "payment_session_id");
+    slk_json_text_string(t, b->session);
+    slk_json_text_key(t, "payment_reference");
+    slk_json_text_string_or_null(t, b->payment_reference);
+    slk_json_text_key(t, "hold_expires_at");
+    slk_json_text_time_or_null(t, b->hold_expires_ms);
+    slk_json_text_key(t, "created_at");
+    slk_json_text_time_or_null(t, b->created_ms);
+    slk_json_text_key(t, "updated_at");
+    slk_json_text_time_or_null(t, b->updated_ms);
+    slk_json_text_key(t, "fence_token");
+    slk_json_text_int(t, b->fence);
+    slk_json_text_key(t, "availability_block_uuid");
+    slk_json_text_string(t, b->uuid);
     if (b->cancelled_ms != 0) {
-        slk_json_key(t, "cancelled_at");
-        slk_json_time_or_null(t, b->cancelled_ms);
-        slk_json_key(t, "cancel_reason");
-        slk_json_string_or_null(t, b->cancel_reason);
-        slk_json_key(t, "cancelled_by");
-        slk_json_string_or_null(t, b->cancelled_by);
-        slk_json_key(t, "refund_eligible");
+        slk_json_text_key(t, "cancelled_at");
+        slk_json_text_time_or_null(t, b->cancelled_ms);
+        slk_json_text_key(t, "cancel_reason");
+        slk_json_text_string_or_null(t, b->cancel_reason);
+        slk_json_text_key(t, "cancelled_by");
+        slk_json_text_string_or_null(t, b->cancelled_by);
+        slk_json_text_key(t, "refund_eligible");
         if (b->refund_eligible < 0)
-            slk_json_null(t);
+            slk_json_text_null(t);
         else
-            slk_json_bool(t, b->refund_eligible != 0);
+            slk_json_text_bool(t, b->refund_eligible != 0);
     }
-    slk_json_close(t, '}');
+    slk_json_text_close(t, '}');
 }
 
 int slk_key_meta(char *buf, const char *instructor)

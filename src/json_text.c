@@ -79,14 +79,14 @@ static void value_done(struct slk_json_text *t)
     t->need_comma = true;
 }
 
-void slk_json_open(struct slk_json_text *t, char bracket)
+void slk_json_text_open(struct slk_json_text *t, char bracket)
 {
     separate(t);
     put(t, &bracket, 1);
     t->need_comma = false;
 }
 
-void slk_json_close(struct slk_json_text *t, char bracket)
+void slk_json_text_close(struct slk_json_text *t, char bracket)
 {
     put(t, &bracket, 1);
     value_done(t);
@@ -128,7 +128,7 @@ static void put_quoted(struct slk_json_text *t, const char *s)
     free(text);
 }
 
-void slk_json_key(struct slk_json_text *t, const char *key)
+void slk_json_text_key(struct slk_json_text *t, const char *key)
 {
     separate(t);
     put_quoted(t, key);
@@ -136,22 +136,22 @@ void slk_json_key(struct slk_json_text *t, const char *key)
     t->after_key = true;
 }
 
-void slk_json_string(struct slk_json_text *t, const char *s)
+void slk_json_text_string(struct slk_json_text *t, const char *s)
 {
     separate(t);
     put_quoted(t, s);
     value_done(t);
 }
 
-void slk_json_string_or_null(struct slk_json_text *t, const char *s)
+void slk_json_text_string_or_null(struct slk_json_text *t, const char *s)
 {
     if (s == NULL || s[0] == '\0')
-        slk_json_null(t);
+        slk_json_text_null(t);
     else
-        slk_json_string(t, s);
+        slk_json_text_string(t, s);
 }
 
-void slk_json_int(struct slk_json_text *t, int64_t v)
+void slk_json_text_int(struct slk_json_text *t, int64_t v)
 {
     char digits[24];
     size_t n = 0;
@@ -164,21 +164,21 @@ void slk_json_int(struct slk_json_text *t, int64_t v)
     value_done(t);
 }
 
-void slk_json_bool(struct slk_json_text *t, bool v)
+void slk_json_text_bool(struct slk_json_text *t, bool v)
 {
     separate(t);
     put(t, v ? "true" : "false", v ? 4 : 5);
     value_done(t);
 }
 
-void slk_json_null(struct slk_json_text *t)
+void slk_json_text_null(struct slk_json_text *t)
 {
     separate(t);
     put(t, "null", 4);
     value_done(t);
 }
 
-void slk_json_cents(struct slk_json_text *t, int64_t cents)
+void slk_json_text_cents(struct slk_json_text *t, int64_t cents)
 {
     char digits[32];
     size_t n = 0;
@@ -195,18 +195,18 @@ void slk_json_cents(struct slk_json_text *t, int64_t cents)
     value_done(t);
 }
 
-void slk_json_time_or_null(struct slk_json_text *t, int64_t utc_ms)
+void slk_json_text_time_or_null(struct slk_json_text *t, int64_t utc_ms)
 {
     if (utc_ms == 0) {
-        slk_json_null(t);
+        slk_json_text_null(t);
         return;
     }
     char stamp[32];
     slk_time_format_rfc3339(utc_ms, stamp);
-    slk_json_string(t, stamp);
+    slk_json_text_string(t, stamp);
 }
 
-void slk_json_raw(struct slk_json_text *t, const char *json, size_t len)
+void slk_json_text_raw(struct slk_json_text *t, const char *json, size_t len)
 {
     separate(t);
     put(t, json, len);

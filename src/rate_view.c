@@ -10,7 +10,7 @@
 struct client {
     int64_t tat_ns;     /* 0: the slot is free */
     uint32_t in_flight; /* tokens charged from here whose charge Redis has not answered yet */
-    uint32_t owed;      /* tokens taken here and not charged yet: a client's first rides with its second */
+    uint32_t owed;      /* tokens taken here, not charged yet: a client's first rides with its second (owed_counts) */
     uint8_t len;
     char id[SLK_RATE_CLIENT_MAX];
 };
@@ -59,7 +59,10 @@ static struct client *find(struct slk_rate_view *v, const char *id, size_t len)
 /*
  * Room for a client not in view: a free slot, else the one whose bucket is
  * fullest. Forgetting a client only lets it start from a full bucket here;
- * Redis still charges what it takes.
+ * Redis still charges what it takes from then on. A token it owes (see
+ * owed_counts) is forgotten with it: nothing lost once its bucket is full
+ * again, as the fullest bucket of a set almost always is; at worst one
+ * token, for less than one interval.
  */
 static struct client *make_room(struct slk_rate_view *v, const char *id, size_t len)
 {
@@ -91,6 +94,18 @@ static struct client *find_or_add(struct slk_rate_view *v, const char *id, size_
     return c != NULL ? c : add(v, id, len, now_ns);
 }
 
+/*
+ * An unsent token counts only until the client's bucket is full again (its
+ * TAT no later than now): from then on charging it would put the client in
+ * debt for a token whose time has passed, so it is dropped instead.
+ */
+static uint32_t owed_counts(struct client *c, int64_t now_ns)
+{
+    if (c->tat_ns <= now_ns)
+        c->owed = 0;
+    return c->owed;
+}
+
 bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns,
                         const struct slk_rate_limits *lim, int64_t *wait_ns, uint32_t *charge)
 {
@@ -98,6 +113,7 @@ bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len,
     bool first = c == NULL;
     if (first)
         c = add(v, client, len, now_ns);
+    uint32_t owed = owed_counts(c, now_ns);
     int64_t tat = c->tat_ns > now_ns ? c->tat_ns : now_ns;
     int64_t next = tat + lim->interval_ns;
     *charge = 0;
@@ -111,7 +127,7 @@ bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len,
         c->owed = 1;
         return true;
     }
-    *charge = c->owed + 1;
+    *charge = owed + 1;
     c->owed = 0;
     c->in_flight += *charge;
     return true;
@@ -123,7 +139,7 @@ void slk_rate_view_charged(struct slk_rate_view *v, const char *client, size_t l
     struct client *c = find_or_add(v, client, len, now_ns);
     c->in_flight -= tokens < c->in_flight ? tokens : c->in_flight;
     /* Redis counted everyone's tokens up to these; ours on the way or not sent yet come on top. */
-    int64_t mine = (int64_t)c->in_flight + (int64_t)c->owed;
+    int64_t mine = (int64_t)c->in_flight + (int64_t)owed_counts(c, now_ns);
     int64_t seen = now_ns + (debt_ns > 0 ? debt_ns : 0) + mine * lim->interval_ns;
     if (seen > c->tat_ns)
         c->tat_ns = seen;

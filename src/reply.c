@@ -37,9 +37,9 @@ void slk_reply_ok(struct slk_request *req, int status, const char *message, json
     struct slk_json_text t;
     slk_reply_text_begin(&t, status, message);
     if (text != NULL)
-        slk_json_raw(&t, text, strlen(text));
+        slk_json_text_raw(&t, text, strlen(text));
     else
-        slk_json_raw(&t, "{}", 2);
+        slk_json_text_raw(&t, "{}", 2);
     free(text);
     slk_reply_text_end(req, status, &t);
 }
@@ -47,17 +47,17 @@ void slk_reply_ok(struct slk_request *req, int status, const char *message, json
 void slk_reply_text_begin(struct slk_json_text *t, int status, const char *message)
 {
     slk_json_text_init(t);
-    slk_json_open(t, '{');
-    slk_json_key(t, "success");
-    slk_json_bool(t, true);
-    slk_json_key(t, "message");
-    slk_json_string(t, message_or_default(message, status));
-    slk_json_key(t, "data");
+    slk_json_text_open(t, '{');
+    slk_json_text_key(t, "success");
+    slk_json_text_bool(t, true);
+    slk_json_text_key(t, "message");
+    slk_json_text_string(t, message_or_default(message, status));
+    slk_json_text_key(t, "data");
 }
 
 void slk_reply_text_end(struct slk_request *req, int status, struct slk_json_text *t)
 {
-    slk_json_close(t, '}');
+    slk_json_text_close(t, '}');
     size_t len;
     char *text = slk_json_text_take(t, &len);
     if (text == NULL) {
@@ -72,22 +72,22 @@ char *slk_error_body_raw(int status, const char *code, const char *message, cons
 {
     struct slk_json_text t;
     slk_json_text_init(&t);
-    slk_json_open(&t, '{');
-    slk_json_key(&t, "success");
-    slk_json_bool(&t, false);
-    slk_json_key(&t, "message");
-    slk_json_string(&t, message_or_default(message, status));
-    slk_json_key(&t, "error");
-    slk_json_open(&t, '{');
-    slk_json_key(&t, "code");
-    slk_json_string(&t, code);
-    slk_json_key(&t, "details");
+    slk_json_text_open(&t, '{');
+    slk_json_text_key(&t, "success");
+    slk_json_text_bool(&t, false);
+    slk_json_text_key(&t, "message");
+    slk_json_text_string(&t, message_or_default(message, status));
+    slk_json_text_key(&t, "error");
+    slk_json_text_open(&t, '{');
+    slk_json_text_key(&t, "code");
+    slk_json_text_string(&t, code);
+    slk_json_text_key(&t, "details");
     if (details != NULL)
-        slk_json_raw(&t, details, strlen(details));
+        slk_json_text_raw(&t, details, strlen(details));
     else
-        slk_json_raw(&t, "{}", 2);
-    slk_json_close(&t, '}');
-    slk_json_close(&t, '}');
+        slk_json_text_raw(&t, "{}", 2);
+    slk_json_text_close(&t, '}');
+    slk_json_text_close(&t, '}');
     return slk_json_text_take(&t, NULL);
 }
 

@@ -14,8 +14,9 @@
 #include <stdint.h>
 
 #include "slk/common.h"
-#include "slk/json_text.h"
 #include "slk/scripts.h"
+
+struct slk_json_text;
 
 #define SLK_KEY_MAX 128
 /* Booked units stay in Redis this long after the booking's last unit ends. */

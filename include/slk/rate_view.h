@@ -10,12 +10,12 @@
  * from Redis, and the bucket's debt makes the client wait it off afterwards.
  *
  * A client's first token in view is not charged at once: it rides with the
- * client's second, and is forgotten with the client when it never asks
- * again. Most callers of a booking page ask once or twice per worker; a
+ * client's second if that comes while the token still counts (before the
+ * bucket is full again, one interval later); after that it changes nothing
+ * and is dropped. Most callers of a booking page ask once per worker, and a
  * single request then costs Redis nothing (the charge is the largest part
- * of what an availability query costs Redis), and the bucket misses at most
- * one token per worker that saw the client once, well inside the burst
- * each worker may already let through.
+ * of what an availability query costs Redis). Until it is charged, other
+ * workers see the bucket one token fuller, for less than one interval.
  *
  * The view is GCRA (as the script): per client the theoretical arrival time
  * (TAT) of its next request on the monotonic clock, in ns. Fixed size,
@@ -43,7 +43,8 @@ void slk_rate_view_free(struct slk_rate_view *v);
 
 /*
  * Takes a token from the client's bucket: true, or false with *wait_ns until one is back. *charge is how many
- * tokens to charge to Redis now (0 for the client's first token in view, 2 with its second, then 1).
+ * tokens to charge to Redis now: 0 for the client's first token in view, 2 with its second if the first still
+ * counts, else 1.
  */
 bool slk_rate_view_take(struct slk_rate_view *v, const char *client, size_t len, int64_t now_ns,
                         const struct slk_rate_limits *lim, int64_t *wait_ns, uint32_t *charge);

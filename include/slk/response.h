@@ -9,8 +9,10 @@
 
 #include <jansson.h>
 
+#include "slk/common.h"
 #include "slk/http.h"
-#include "slk/json_text.h"
+
+struct slk_json_text;
 
 /* Steals data (may be NULL: then {}). Releases req. */
 void slk_reply_ok(struct slk_request *req, int status, const char *message, json_t *data);
@@ -20,7 +22,7 @@ void slk_reply_error(struct slk_request *req, int status, const char *code, cons
  * Steals details. */
 char *slk_error_body(int status, const char *code, const char *message, json_t *details);
 /* The same with details already JSON text (NULL: {}); the hot refusals' envelope, written without a json_t. */
-char *slk_error_body_raw(int status, const char *code, const char *message, const char *details);
+char *slk_error_body_raw(int status, const char *code, const char *message, const char *details) SLK_MUST_CHECK;
 /*
  * The success envelope written as text, for hot replies: begin initialises t and writes
  * {"success":true,"message":…,"data": — the caller then writes the data value into t — and end closes and sends

@@ -19,6 +19,7 @@
 #include "handlers/handlers_internal.h"
 #include "slk/auth.h"
 #include "slk/booking.h"
+#include "slk/json_text.h"
 #include "slk/log.h"
 #include "slk/pg.h"
 #include "slk/redis.h"
@@ -136,9 +137,9 @@ static void reply_page(struct list_op *op)
         qsort(op->items, op->num_items, sizeof(*op->items), item_cmp);
     struct slk_json_text t;
     slk_reply_text_begin(&t, 200, "Bookings");
-    slk_json_open(&t, '{');
-    slk_json_key(&t, "items");
-    slk_json_open(&t, '[');
+    slk_json_text_open(&t, '{');
+    slk_json_text_key(&t, "items");
+    slk_json_text_open(&t, '[');
     size_t shown = 0, last = 0; /* last: index of the last item shown */
     bool more = op->pg_more;
     for (size_t i = 0; i < op->num_items; i++) {
@@ -157,10 +158,10 @@ static void reply_page(struct list_op *op)
         shown++;
         last = i;
     }
-    slk_json_close(&t, ']');
+    slk_json_text_close(&t, ']');
     if (op->horizon)
         more = true;
-    slk_json_key(&t, "next_cursor");
+    slk_json_text_key(&t, "next_cursor");
     if (more && (shown > 0 || op->horizon)) {
         /* An empty page that stopped at the Redis horizon goes on from there. */
         char cursor[160];
@@ -168,11 +169,11 @@ static void reply_page(struct list_op *op)
             cursor_encode(op->items[last].start_ms, op->items[last].uuid, cursor);
         else
             cursor_encode(op->horizon_start, op->horizon_uuid, cursor);
-        slk_json_string(&t, cursor);
+        slk_json_text_string(&t, cursor);
     } else {
-        slk_json_null(&t);
+        slk_json_text_null(&t);
     }
-    slk_json_close(&t, '}');
+    slk_json_text_close(&t, '}');
     struct slk_request *req = op->req;
     op_free(op);
     slk_reply_text_end(req, 200, &t);

@@ -13,6 +13,7 @@
 #include "slk/auth.h"
 #include "slk/booking.h"
 #include "slk/hold_cap.h"
+#include "slk/json_text.h"
 #include "slk/log.h"
 #include "slk/outbox.h"
 #include "slk/pg.h"

@@ -84,18 +84,20 @@ bool slk__on_grid(const struct slk_instructor_entry *e, int64_t t)
 #define SLOT_UNAVAILABLE_CODE "slot_unavailable"
 #define SLOT_UNAVAILABLE_MESSAGE "The requested time is already held or booked"
 
-/* {"start_time":…,"end_time":…}: two stamps of at most 31 characters and the keys fit. */
-static void slot_unavailable_details(int64_t from_ms, int64_t to_ms, char details[128])
+/* {"start_time":…,"end_time":…}: two stamps of at most 31 characters and the keys. */
+#define SLOT_DETAILS_MAX 128
+
+static void slot_unavailable_details(int64_t from_ms, int64_t to_ms, char details[SLOT_DETAILS_MAX])
 {
     char from[32], to[32];
     slk_time_format_rfc3339(from_ms, from);
     slk_time_format_rfc3339(to_ms, to);
-    snprintf(details, 128, "{\"start_time\":\"%s\",\"end_time\":\"%s\"}", from, to);
+    snprintf(details, SLOT_DETAILS_MAX, "{\"start_time\":\"%s\",\"end_time\":\"%s\"}", from, to);
 }
 
 char *slk__slot_unavailable_body(int64_t from_ms, int64_t to_ms)
 {
-    char details[128];
+    char details[SLOT_DETAILS_MAX];
     slot_unavailable_details(from_ms, to_ms, details);
     return slk_error_body_raw(409, SLOT_UNAVAILABLE_CODE, SLOT_UNAVAILABLE_MESSAGE, details);
 }

@@ -32,7 +32,7 @@ static char *written_string(const char *s)
 {
     struct slk_json_text t;
     slk_json_text_init(&t);
-    slk_json_string(&t, s);
+    slk_json_text_string(&t, s);
     return slk_json_text_take(&t, NULL);
 }
 
@@ -95,29 +95,29 @@ static void test_commas_and_nesting_read_as_jansson_writes_them(void **state)
     (void)state;
     struct slk_json_text t;
     slk_json_text_init(&t);
-    slk_json_open(&t, '{');
-    slk_json_key(&t, "a");
-    slk_json_int(&t, 1);
-    slk_json_key(&t, "list");
-    slk_json_open(&t, '[');
-    slk_json_open(&t, '{');
-    slk_json_close(&t, '}');
-    slk_json_null(&t);
-    slk_json_bool(&t, false);
-    slk_json_open(&t, '[');
-    slk_json_close(&t, ']');
-    slk_json_string(&t, "x\"y");
-    slk_json_close(&t, ']');
-    slk_json_key(&t, "inner");
-    slk_json_open(&t, '{');
-    slk_json_key(&t, "t");
-    slk_json_bool(&t, true);
-    slk_json_key(&t, "raw");
-    slk_json_raw(&t, "[1,2]", 5);
-    slk_json_close(&t, '}');
-    slk_json_key(&t, "last");
-    slk_json_int(&t, -5);
-    slk_json_close(&t, '}');
+    slk_json_text_open(&t, '{');
+    slk_json_text_key(&t, "a");
+    slk_json_text_int(&t, 1);
+    slk_json_text_key(&t, "list");
+    slk_json_text_open(&t, '[');
+    slk_json_text_open(&t, '{');
+    slk_json_text_close(&t, '}');
+    slk_json_text_null(&t);
+    slk_json_text_bool(&t, false);
+    slk_json_text_open(&t, '[');
+    slk_json_text_close(&t, ']');
+    slk_json_text_string(&t, "x\"y");
+    slk_json_text_close(&t, ']');
+    slk_json_text_key(&t, "inner");
+    slk_json_text_open(&t, '{');
+    slk_json_text_key(&t, "t");
+    slk_json_text_bool(&t, true);
+    slk_json_text_key(&t, "raw");
+    slk_json_text_raw(&t, "[1,2]", 5);
+    slk_json_text_close(&t, '}');
+    slk_json_text_key(&t, "last");
+    slk_json_text_int(&t, -5);
+    slk_json_text_close(&t, '}');
     size_t len = 0;
     char *ours = slk_json_text_take(&t, &len);
     char *theirs = dump(json_pack("{s:i, s:[{}, n, b, [], s], s:{s:b, s:[i, i]}, s:i}", "a", 1, "list", 0, "x\"y",
@@ -133,7 +133,7 @@ static char *written_int(int64_t v)
 {
     struct slk_json_text t;
     slk_json_text_init(&t);
-    slk_json_int(&t, v);
+    slk_json_text_int(&t, v);
     return slk_json_text_take(&t, NULL);
 }
 
@@ -154,7 +154,7 @@ static char *written_cents(int64_t cents)
 {
     struct slk_json_text t;
     slk_json_text_init(&t);
-    slk_json_cents(&t, cents);
+    slk_json_text_cents(&t, cents);
     return slk_json_text_take(&t, NULL);
 }
 
@@ -192,14 +192,14 @@ static void test_times_and_absent_values(void **state)
     (void)state;
     struct slk_json_text t;
     slk_json_text_init(&t);
-    slk_json_open(&t, '[');
-    slk_json_time_or_null(&t, 0);
-    slk_json_time_or_null(&t, 1795456800000);
-    slk_json_time_or_null(&t, 1795456800123);
-    slk_json_string_or_null(&t, NULL);
-    slk_json_string_or_null(&t, "");
-    slk_json_string_or_null(&t, "x");
-    slk_json_close(&t, ']');
+    slk_json_text_open(&t, '[');
+    slk_json_text_time_or_null(&t, 0);
+    slk_json_text_time_or_null(&t, 1795456800000);
+    slk_json_text_time_or_null(&t, 1795456800123);
+    slk_json_text_string_or_null(&t, NULL);
+    slk_json_text_string_or_null(&t, "");
+    slk_json_text_string_or_null(&t, "x");
+    slk_json_text_close(&t, ']');
     char *got = slk_json_text_take(&t, NULL);
     assert_string_equal(got, "[null,\"2026-11-23T18:00:00Z\",\"2026-11-23T18:00:00.123Z\",null,null,\"x\"]");
     free(got);
@@ -210,20 +210,20 @@ static void test_a_failure_sticks(void **state)
     (void)state;
     struct slk_json_text t;
     slk_json_text_init(&t);
-    slk_json_open(&t, '[');
-    slk_json_string(&t, "fine");
-    slk_json_string(&t, "not utf-8 \xff");
-    slk_json_string(&t, "fine again");
-    slk_json_close(&t, ']');
+    slk_json_text_open(&t, '[');
+    slk_json_text_string(&t, "fine");
+    slk_json_text_string(&t, "not utf-8 \xff");
+    slk_json_text_string(&t, "fine again");
+    slk_json_text_close(&t, ']');
     assert_null(slk_json_text_take(&t, NULL));
     /* Past the cap. */
     static char big[1024 * 1024 + 1];
     memset(big, 'a', sizeof(big) - 1);
     slk_json_text_init(&t);
-    slk_json_open(&t, '[');
+    slk_json_text_open(&t, '[');
     for (int i = 0; i < SLK_MAX_JSON_TEXT_BYTES / (int)(sizeof(big) - 1) + 1; i++)
-        slk_json_string(&t, big);
-    slk_json_close(&t, ']');
+        slk_json_text_string(&t, big);
+    slk_json_text_close(&t, ']');
     assert_true(t.failed);
     assert_true(t.len <= SLK_MAX_JSON_TEXT_BYTES);
     assert_null(slk_json_text_take(&t, NULL));

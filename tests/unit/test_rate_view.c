@@ -63,13 +63,45 @@ static void test_a_first_token_rides_with_the_second(void **state)
     assert_true(take(v, c, now, &wait));
     assert_false(take(v, c, now, &wait));
     assert_int_equal(last_charge, 0);
-    /* A token not sent yet counts on top of what Redis reports, like one on the way: here an answer about tokens
-     * taken elsewhere (1 s of debt) arrives while the client's first token here is still unsent. */
+    /* A first token still unsent counts on top of what Redis reports, like one on the way. Here the view forgot a
+     * client while two of its charges were on the way; it asks again (a first token, unsent), then Redis answers
+     * the old charges: 1 s of debt, and the unsent token comes on top. */
     const char *d = "slk:rl:{student:f}";
-    assert_true(take(v, d, now, &wait));
-    slk_rate_view_charged(v, d, strlen(d), now, 1000 * MS, 0, &five);
-    assert_false(take(v, d, now, &wait));
+    for (int i = 0; i < 3; i++)
+        assert_true(take(v, d, now, &wait));
+    char id[64];
+    for (int i = 0; i < 20000; i++) { /* a crowd arriving later pushes d out: its bucket is the fullest (full again) */
+        snprintf(id, sizeof(id), "slk:rl:{student:crowd%d}", i);
+        assert_true(take(v, id, now + 1000 * MS, &wait));
+    }
+    assert_true(take(v, d, now + 1000 * MS, &wait));
+    assert_int_equal(last_charge, 0); /* first in view again */
+    slk_rate_view_charged(v, d, strlen(d), now + 1000 * MS, 1000 * MS, 2, &five);
+    assert_false(take(v, d, now + 1000 * MS, &wait));
     assert_int_equal(wait, 400 * MS);
+    slk_rate_view_free(v);
+}
+
+/* One token per interval, no burst: a client asking exactly at the rate is never refused, and a first token whose
+ * time has passed is not charged late (that would put the client in debt for it). */
+static void test_a_first_token_is_dropped_once_its_time_has_passed(void **state)
+{
+    (void)state;
+    const struct slk_rate_limits one = {.interval_ns = 200 * MS, .window_ns = 200 * MS};
+    struct slk_rate_view *v = slk_rate_view_create();
+    const char *c = "slk:rl:{student:g}";
+    int64_t now = 100 * SEC, wait;
+    uint32_t charge;
+    assert_true(slk_rate_view_take(v, c, strlen(c), now, &one, &wait, &charge));
+    assert_int_equal(charge, 0);
+    for (int i = 1; i <= 5; i++) {
+        assert_true(slk_rate_view_take(v, c, strlen(c), now + i * 200 * MS, &one, &wait, &charge));
+        assert_int_equal(charge, 1);
+        /* Redis saw exactly the tokens charged: one, just now; nothing is left over. */
+        slk_rate_view_charged(v, c, strlen(c), now + i * 200 * MS, 200 * MS, 1, &one);
+    }
+    assert_false(slk_rate_view_take(v, c, strlen(c), now + 5 * 200 * MS, &one, &wait, &charge));
+    assert_int_equal(wait, 200 * MS);
     slk_rate_view_free(v);
 }
 
@@ -139,6 +171,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_burst_then_one_token_per_interval),
         cmocka_unit_test(test_a_first_token_rides_with_the_second),
+        cmocka_unit_test(test_a_first_token_is_dropped_once_its_time_has_passed),
         cmocka_unit_test(test_tokens_taken_elsewhere_count_once_redis_tells),
         cmocka_unit_test(test_own_tokens_still_on_the_way_are_not_forgotten),
         cmocka_unit_test(test_a_crowd_of_clients_never_confuses_two),
