@@ -284,24 +284,45 @@ void slk_booking_write_json(struct slk_json_text *t, const struct slk_booking *b
     slk_json_text_close(t, '}');
 }
 
+/*
+ * head, id, tail[, id2] joined into buf as snprintf would (cut to SLK_KEY_MAX,
+ * the full length returned): a hold builds seven keys, and printf's format
+ * parsing cost more than the copies.
+ */
+static int key_join(char *buf, const char *head, const char *id, const char *tail, const char *id2)
+{
+    size_t lens[4] = {strlen(head), strlen(id), strlen(tail), id2 != NULL ? strlen(id2) : 0};
+    size_t total = lens[0] + lens[1] + lens[2] + lens[3];
+    if (total >= SLK_KEY_MAX)
+        return snprintf(buf, SLK_KEY_MAX, "%s%s%s%s", head, id, tail, id2 != NULL ? id2 : "");
+    const char *parts[4] = {head, id, tail, id2};
+    char *p = buf;
+    for (int i = 0; i < 4; i++) {
+        memcpy(p, parts[i] != NULL ? parts[i] : "", lens[i]);
+        p += lens[i];
+    }
+    *p = '\0';
+    return (int)total;
+}
+
 int slk_key_meta(char *buf, const char *instructor)
 {
-    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:meta", instructor);
+    return key_join(buf, "slk:{", instructor, "}:meta", NULL);
 }
 
 int slk_key_version(char *buf, const char *instructor)
 {
-    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:ver", instructor);
+    return key_join(buf, "slk:{", instructor, "}:ver", NULL);
 }
 
 int slk_key_fence(char *buf, const char *instructor)
 {
-    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:fence", instructor);
+    return key_join(buf, "slk:{", instructor, "}:fence", NULL);
 }
 
 int slk_key_booking(char *buf, const char *instructor, const char *uuid)
 {
-    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:b:%s", instructor, uuid);
+    return key_join(buf, "slk:{", instructor, "}:b:", uuid);
 }
 
 /* An availability query asks for hundreds of these (a week of 15-minute units: 672): digits by hand, no printf. */
@@ -324,17 +345,17 @@ int slk_key_unit(char *buf, const char *instructor, int64_t minute)
 
 int slk_key_index(char *buf, const char *uuid)
 {
-    return snprintf(buf, SLK_KEY_MAX, "slk:bi:%s", uuid);
+    return key_join(buf, "slk:bi:", uuid, "", NULL);
 }
 
 int slk_key_instructor_holds(char *buf, const char *instructor)
 {
-    return snprintf(buf, SLK_KEY_MAX, "slk:{%s}:holds", instructor);
+    return key_join(buf, "slk:{", instructor, "}:holds", NULL);
 }
 
 int slk_key_student_holds(char *buf, const char *student)
 {
-    return snprintf(buf, SLK_KEY_MAX, "slk:stu:{%s}:holds", student);
+    return key_join(buf, "slk:stu:{", student, "}:holds", NULL);
 }
 
 char **slk_booking_unit_keys(const char *instructor, int64_t first_min, int unit_minutes, int unit_count)

@@ -99,7 +99,7 @@ int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_ho
     char key[CAP_KEY_MAX], listing[SLK_KEY_MAX], start[24], member[2 * SLK_MAX_ID_LEN + 2];
     if (cap_key(key, b->student) < 0 || slk_key_student_holds(listing, b->student) >= SLK_KEY_MAX)
         return SLK_EINVAL;
-    snprintf(start, sizeof(start), "%" PRId64, b->start_ms);
+    slk_format_i64(start, b->start_ms);
     snprintf(member, sizeof(member), "%s/%s", b->instructor, b->uuid);
     int cap = w->cfg->max_holds_per_student;
     if (cap <= 0) {
@@ -116,10 +116,10 @@ int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_ho
     a->now_ms = slk_clock_now_ms();
     snprintf(a->student, sizeof(a->student), "%s", b->student);
     snprintf(a->uuid, sizeof(a->uuid), "%s", b->uuid);
-    char now[24], limit[16], expires[24];
-    snprintf(now, sizeof(now), "%" PRId64, a->now_ms);
-    snprintf(limit, sizeof(limit), "%d", cap);
-    snprintf(expires, sizeof(expires), "%" PRId64, b->hold_expires_ms);
+    char now[24], limit[24], expires[24];
+    slk_format_i64(now, a->now_ms);
+    slk_format_i64(limit, cap);
+    slk_format_i64(expires, b->hold_expires_ms);
     const char *keys[2] = {key, listing};
     const char *args[6] = {now, limit, b->uuid, expires, start, member};
     int rc = slk_script_eval(w->redis, SLK_SCRIPT_HOLD_CAP, on_admitted, a, 2, keys, NULL, 6, args, NULL);

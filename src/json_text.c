@@ -154,13 +154,9 @@ void slk_json_text_string_or_null(struct slk_json_text *t, const char *s)
 void slk_json_text_int(struct slk_json_text *t, int64_t v)
 {
     char digits[24];
-    size_t n = 0;
-    if (v < 0)
-        digits[n++] = '-';
-    /* The magnitude as unsigned: -INT64_MIN does not fit an int64_t. */
-    n += slk_format_u64(digits + n, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    int n = slk_format_i64(digits, v);
     separate(t);
-    put(t, digits, n);
+    put(t, digits, (size_t)n);
     value_done(t);
 }
 

@@ -64,10 +64,10 @@ static int record_eval(struct slk_redis *redis, const char *type, const struct s
                        const char *actor_role, slk_redis_cb cb, void *data)
 {
     char at[24], start[24], end[24], expires[24];
-    snprintf(at, sizeof(at), "%" PRId64, slk_clock_now_ms());
-    snprintf(start, sizeof(start), "%" PRId64, b->start_ms);
-    snprintf(end, sizeof(end), "%" PRId64, b->end_ms);
-    snprintf(expires, sizeof(expires), "%" PRId64, b->hold_expires_ms);
+    slk_format_i64(at, slk_clock_now_ms());
+    slk_format_i64(start, b->start_ms);
+    slk_format_i64(end, b->end_ms);
+    slk_format_i64(expires, b->hold_expires_ms);
     const char *argv[6 + 2 * EVENT_FIELDS] = {
         "XADD",
         SLK_OUTBOX_STREAM_KEY,

@@ -36,6 +36,18 @@ static inline size_t slk_format_u64(char *out, uint64_t v)
     return n;
 }
 
+/* v in decimal, NUL-terminated, at out; returns the length (at most 20). The numbers of a hold's Redis commands. */
+static inline int slk_format_i64(char out[24], int64_t v)
+{
+    size_t n = 0;
+    if (v < 0)
+        out[n++] = '-';
+    /* The magnitude as unsigned: -INT64_MIN does not fit an int64_t. */
+    n += slk_format_u64(out + n, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    out[n] = '\0';
+    return (int)n;
+}
+
 /* Errors are negative ints; 0 is success (libuv's UV_ERRNO_MAP style). */
 #define SLK_ERRNO_MAP(XX)                                                                                              \
     XX(NOMEM, "out of memory")                                                                                         \

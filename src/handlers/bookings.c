@@ -230,7 +230,7 @@ static void on_index_set(void *data, redisReply *r, const char *err);
 static int set_index(struct create_op *op)
 {
     char key[SLK_KEY_MAX], expire[24];
-    snprintf(expire, sizeof(expire), "%" PRId64, op->b.hold_expires_ms + SLK_RETENTION_MS);
+    slk_format_i64(expire, op->b.hold_expires_ms + SLK_RETENTION_MS);
     const char *argv[5] = {"SET", key, op->b.instructor, "PXAT", expire};
     size_t lens[5] = {3, (size_t)slk_key_index(key, op->b.uuid), strlen(op->b.instructor), 4, strlen(expire)};
     return slk_redis_command_argv(op->req->worker->redis, on_index_set, op, 5, argv, lens);
@@ -243,7 +243,7 @@ static int set_index(struct create_op *op)
 struct hold_args {
     char meta[SLK_KEY_MAX], fence[SLK_KEY_MAX], record[SLK_KEY_MAX], holds[SLK_KEY_MAX];
     char ver[24], expires[24], record_expires[24];
-    char start[24], end[24], created[24], price[24], ufirst[24], umin[16], ucount[16];
+    char start[24], end[24], created[24], price[24], ufirst[24], umin[24], ucount[24];
     unsigned char sid[SLK_SESSION_BYTES];
     const char *argv[HOLD_FIXED_ARGS + 2 * HOLD_FIELDS];
     size_t lens[HOLD_FIXED_ARGS + 2 * HOLD_FIELDS];
@@ -264,16 +264,16 @@ static void hold_field(struct hold_args *a, const char *name, const char *value)
 
 static void hold_numbers(struct hold_args *a, const struct slk_booking *b, int64_t version)
 {
-    snprintf(a->ver, sizeof(a->ver), "%" PRId64, version);
-    snprintf(a->expires, sizeof(a->expires), "%" PRId64, b->hold_expires_ms);
-    snprintf(a->record_expires, sizeof(a->record_expires), "%" PRId64, b->hold_expires_ms + SLK_RETENTION_MS);
-    snprintf(a->start, sizeof(a->start), "%" PRId64, b->start_ms);
-    snprintf(a->end, sizeof(a->end), "%" PRId64, b->end_ms);
-    snprintf(a->created, sizeof(a->created), "%" PRId64, b->created_ms);
-    snprintf(a->price, sizeof(a->price), "%" PRId64, b->price_cents);
-    snprintf(a->ufirst, sizeof(a->ufirst), "%" PRId64, b->units_first_min);
-    snprintf(a->umin, sizeof(a->umin), "%d", b->unit_minutes);
-    snprintf(a->ucount, sizeof(a->ucount), "%d", b->unit_count);
+    slk_format_i64(a->ver, version);
+    slk_format_i64(a->expires, b->hold_expires_ms);
+    slk_format_i64(a->record_expires, b->hold_expires_ms + SLK_RETENTION_MS);
+    slk_format_i64(a->start, b->start_ms);
+    slk_format_i64(a->end, b->end_ms);
+    slk_format_i64(a->created, b->created_ms);
+    slk_format_i64(a->price, b->price_cents);
+    slk_format_i64(a->ufirst, b->units_first_min);
+    slk_format_i64(a->umin, b->unit_minutes);
+    slk_format_i64(a->ucount, b->unit_count);
 }
 
 /*

@@ -181,6 +181,36 @@ static void test_unit_keys(void **state)
     free(keys);
 }
 
+/* The other keys are joined by hand too: the names the scripts and older servers use, and snprintf's answer (cut,
+ * full length returned) for an id too long to fit. */
+static void test_named_keys(void **state)
+{
+    (void)state;
+    char buf[SLK_KEY_MAX];
+    const char *uuid = "82e6fabc-6019-49a5-8d51-ef74ee966540";
+    assert_int_equal(slk_key_meta(buf, "ins-1"), 16);
+    assert_string_equal(buf, "slk:{ins-1}:meta");
+    slk_key_version(buf, "ins-1");
+    assert_string_equal(buf, "slk:{ins-1}:ver");
+    slk_key_fence(buf, "ins-1");
+    assert_string_equal(buf, "slk:{ins-1}:fence");
+    assert_int_equal(slk_key_booking(buf, "ins-1", uuid), 14 + 36);
+    assert_string_equal(buf, "slk:{ins-1}:b:82e6fabc-6019-49a5-8d51-ef74ee966540");
+    slk_key_index(buf, uuid);
+    assert_string_equal(buf, "slk:bi:82e6fabc-6019-49a5-8d51-ef74ee966540");
+    slk_key_instructor_holds(buf, "ins-1");
+    assert_string_equal(buf, "slk:{ins-1}:holds");
+    slk_key_student_holds(buf, "stu-1");
+    assert_string_equal(buf, "slk:stu:{stu-1}:holds");
+    char id[2 * SLK_KEY_MAX];
+    memset(id, 'x', sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    char want[SLK_KEY_MAX];
+    int n = snprintf(want, sizeof(want), "slk:{%s}:b:%s", id, uuid);
+    assert_int_equal(slk_key_booking(buf, id, uuid), n);
+    assert_string_equal(buf, want);
+}
+
 /* A fake HGETALL reply of the fields hold_fields() wrote. */
 struct fake_hash {
     redisReply top;
@@ -303,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_times_against_settings),
         cmocka_unit_test(test_units_and_hold_expiry),
         cmocka_unit_test(test_unit_keys),
+        cmocka_unit_test(test_named_keys),
         cmocka_unit_test(test_hold_record_round_trip),
         cmocka_unit_test(test_session_pack),
     };
