@@ -29,8 +29,6 @@
 #define CONFIRMING_RECHECK_MS 5000
 #define CONFIRMING_GRACE_MS 60000
 
-#define EVENT_FIELDS 11
-
 /* Recording */
 
 static bool is_redis_error(const redisReply *r, const char *err)
@@ -60,43 +58,38 @@ static const char *status_after(const char *type)
     return type;
 }
 
+/* Ids are checked where they enter (at most SLK_MAX_ID_LEN), so they fit; cut rather than overflow all the same. */
+static void copy_id(char *dst, size_t cap, const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, s != NULL ? s : "", n);
+    dst[n] = '\0';
+}
+
 static int record_eval(struct slk_redis *redis, const char *type, const struct slk_booking *b, const char *actor_id,
                        const char *actor_role, slk_redis_cb cb, void *data)
 {
-    char at[24], start[24], end[24], expires[24];
-    slk_format_i64(at, slk_clock_now_ms());
-    slk_format_i64(start, b->start_ms);
-    slk_format_i64(end, b->end_ms);
-    slk_format_i64(expires, b->hold_expires_ms);
-    const char *argv[6 + 2 * EVENT_FIELDS] = {
-        "XADD",
-        SLK_OUTBOX_STREAM_KEY,
-        "MAXLEN",
-        "~",
-        SLK_OUTBOX_STREAM_MAXLEN,
-        "*",
-        "uuid",
-        b->uuid,
-        "instructor",
-        b->instructor,
-        "student",
-        b->student,
-        "type",
-        type,
-        "status",
-        status_after(type),
-        "actor",
-        actor_id != NULL ? actor_id : "",
-        "role",
-        actor_role != NULL ? actor_role : "system",
-        "at",
-        at,
-        "start",
-        start,
-        "end",
-        end,
-        "expires",
-        expires,
+    struct slk__outbox_event e = {
+        .at_ms = slk_clock_now_ms(),
+        .start_ms = b->start_ms,
+        .end_ms = b->end_ms,
+        .expires_ms = b->hold_expires_ms,
+        .has_expires = true,
+    };
+    copy_id(e.uuid, sizeof(e.uuid), b->uuid);
+    copy_id(e.instructor, sizeof(e.instructor), b->instructor);
+    copy_id(e.student, sizeof(e.student), b->student);
+    copy_id(e.type, sizeof(e.type), type);
+    copy_id(e.status, sizeof(e.status), status_after(type));
+    copy_id(e.actor, sizeof(e.actor), actor_id);
+    copy_id(e.role, sizeof(e.role), actor_role != NULL ? actor_role : "system");
+    char packed[SLK_OUTBOX_EVENT_MAX];
+    if (slk__outbox_event_pack(&e, packed, sizeof(packed)) < 0)
+        return SLK_EINVAL;
+    const char *argv[8] = {
+        "XADD", SLK_OUTBOX_STREAM_KEY, "MAXLEN", "~", SLK_OUTBOX_STREAM_MAXLEN, "*", SLK_OUTBOX_EVENT_FIELD, packed,
     };
     return slk_redis_command_argv(redis, cb, data, (int)SLK_ARRAY_SIZE(argv), argv, NULL);
 }
@@ -134,8 +127,9 @@ static void on_timer_closed(uv_handle_t *h)
 
 #define MOVE_COLUMNS 10
 
-/* The values of one row formatted here; the others point into the stream reply. */
+/* One row: the event read from its stream entry, and the values formatted for Postgres. */
 struct move_row {
+    struct slk__outbox_event ev;
     char at[32];
     char data[160];
     char key[128];
@@ -317,16 +311,6 @@ static void on_moved(void *data, PGresult *res, const char *err)
     delete_moved(m);
 }
 
-static const char *field(const redisReply *fields, const char *name)
-{
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
-        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
-            return v->str;
-    }
-    return NULL;
-}
-
 /*
  * One-off events keep one row per booking whichever way they arrive (the
  * 'held' of the bookings trigger included); repeatable ones (extended) are
@@ -340,57 +324,49 @@ static void dedupe_key(char *out, size_t cap, const char *uuid, const char *type
         snprintf(out, cap, "%s:%s", uuid, type);
 }
 
+static bool is_hold_event(const struct slk__outbox_event *ev)
+{
+    return strcmp(ev->type, "held") == 0 || strcmp(ev->type, "extended") == 0;
+}
+
 /* {start, end[, hold_expires_at]} as the API writes times; absent values are left out. Only our own RFC 3339
  * timestamps go in, so nothing needs escaping. */
-static void entry_data(const redisReply *fields, const char *type, char *out, size_t cap)
+static void entry_data(const struct slk__outbox_event *ev, char *out, size_t cap)
 {
-    const char *names[] = {"start", "end", "expires"};
+    const int64_t times[] = {ev->start_ms, ev->end_ms, is_hold_event(ev) ? ev->expires_ms : 0};
     const char *keys[] = {"start", "end", "hold_expires_at"};
-    bool hold = strcmp(type, "held") == 0 || strcmp(type, "extended") == 0;
     size_t len = 0;
     out[len++] = '{';
-    for (size_t i = 0; i < SLK_ARRAY_SIZE(names); i++) {
-        const char *v = field(fields, names[i]);
-        int64_t ms = v != NULL ? strtoll(v, NULL, 10) : 0;
-        if (ms == 0 || (i == 2 && !hold))
+    for (size_t i = 0; i < SLK_ARRAY_SIZE(times); i++) {
+        if (times[i] == 0)
             continue;
         char ts[32];
-        slk_time_format_rfc3339(ms, ts);
+        slk_time_format_rfc3339(times[i], ts);
         len += (size_t)snprintf(out + len, cap - len, "%s\"%s\":\"%s\"", len > 1 ? "," : "", keys[i], ts);
     }
     snprintf(out + len, cap - len, "}");
 }
 
-/* A stream entry as one row's values; false for an entry that can never be moved. */
-static bool entry_row(const redisReply *fields, const char *entry_id, struct move_row *row, const char **params)
+/* The row's values, as move_sql's columns take them. */
+static void entry_row(const char *entry_id, struct move_row *row, const char **params)
 {
-    const char *names[] = {"uuid", "instructor", "student", "type", "status", "actor", "role"};
-    const char *vals[SLK_ARRAY_SIZE(names)];
-    for (size_t i = 0; i < SLK_ARRAY_SIZE(names); i++) {
-        vals[i] = field(fields, names[i]);
-        if (vals[i] == NULL)
-            return false;
-    }
-    if (!slk_uuid_valid(vals[0], strlen(vals[0])) || strlen(vals[3]) > 32)
-        return false;
-    const char *at = field(fields, "at");
-    slk_time_format_rfc3339(at != NULL ? strtoll(at, NULL, 10) : 0, row->at);
-    entry_data(fields, vals[3], row->data, sizeof(row->data));
-    dedupe_key(row->key, sizeof(row->key), vals[0], vals[3], entry_id);
+    const struct slk__outbox_event *ev = &row->ev;
+    slk_time_format_rfc3339(ev->at_ms, row->at);
+    entry_data(ev, row->data, sizeof(row->data));
+    dedupe_key(row->key, sizeof(row->key), ev->uuid, ev->type, entry_id);
     const char *values[MOVE_COLUMNS] = {
-        vals[0],
-        vals[1],
-        vals[2],
-        vals[3],
-        vals[4],
-        vals[5][0] != '\0' ? vals[5] : NULL,
-        vals[6][0] != '\0' ? vals[6] : "system",
+        ev->uuid,
+        ev->instructor,
+        ev->student,
+        ev->type,
+        ev->status,
+        ev->actor[0] != '\0' ? ev->actor : NULL,
+        ev->role[0] != '\0' ? ev->role : "system",
         row->at,
         row->data,
         row->key,
     };
     memcpy(params, values, sizeof(values));
-    return true;
 }
 
 static bool entry_ok(const redisReply *e)
@@ -400,15 +376,13 @@ static bool entry_ok(const redisReply *e)
 }
 
 /* A hold or an extension: its expiry check is due when it lapses. */
-static int collect_due(struct move_batch *m, const redisReply *fields)
+static int collect_due(struct move_batch *m, const struct slk__outbox_event *ev)
 {
-    const char *type = field(fields, "type"), *expires = field(fields, "expires");
-    const char *instructor = field(fields, "instructor"), *uuid = field(fields, "uuid");
-    if (type == NULL || expires == NULL || instructor == NULL || uuid == NULL ||
-        (strcmp(type, "held") != 0 && strcmp(type, "extended") != 0))
+    if (!ev->has_expires || !is_hold_event(ev))
         return 0;
-    char member[SLK_MAX_ID_LEN + 1 + 37];
-    snprintf(member, sizeof(member), "%s/%s", instructor, uuid);
+    char expires[24], member[SLK_MAX_ID_LEN + 1 + 37];
+    slk_format_i64(expires, ev->expires_ms);
+    snprintf(member, sizeof(member), "%s/%s", ev->instructor, ev->uuid);
     m->due[m->due_n] = strdup(expires);
     m->due[m->due_n + 1] = strdup(member);
     if (m->due[m->due_n] == NULL || m->due[m->due_n + 1] == NULL) {
@@ -436,11 +410,13 @@ static int collect_entries(struct move_batch *m, const redisReply *r)
         if (m->ids[m->n] == NULL)
             return SLK_ENOMEM;
         m->n++;
-        if (!entry_row(e->element[1], e->element[0]->str, &m->rows[m->n_rows], &m->params[m->n_rows * MOVE_COLUMNS])) {
+        struct move_row *row = &m->rows[m->n_rows];
+        if (!slk__outbox_event_read(e->element[1], &row->ev)) {
             slk_log(SLK_LOG_ERROR, "damaged outbox stream entry dropped", "id", e->element[0]->str, NULL);
             continue;
         }
-        if (collect_due(m, e->element[1]) != 0)
+        entry_row(e->element[0]->str, row, &m->params[m->n_rows * MOVE_COLUMNS]);
+        if (collect_due(m, &row->ev) != 0)
             return SLK_ENOMEM;
         m->n_rows++;
     }

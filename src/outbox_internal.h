@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include "slk/common.h"
@@ -28,6 +30,34 @@
 #define SLK_OUTBOX_MAX_DELIVERIES 8     /* webhook requests in flight (different bookings) */
 #define SLK_OUTBOX_LEASE_EXTRA_MS 10000 /* a claimed event waits webhook_timeout_ms + this before a re-claim */
 #define SLK_WEBHOOK_MAX_RESPONSE_HEAD 16384
+
+/*
+ * A booking event on its way through the stream (outbox_event.c). Texts are
+ * NUL-terminated; times are unix ms, 0 when absent.
+ */
+struct slk__outbox_event {
+    char uuid[37];
+    char instructor[SLK_MAX_ID_LEN + 1];
+    char student[SLK_MAX_ID_LEN + 1];
+    char type[33];
+    char status[33];
+    char actor[SLK_MAX_ID_LEN + 1]; /* "" when nobody in particular acted */
+    char role[33];                  /* "" for the system */
+    int64_t at_ms, start_ms, end_ms, expires_ms;
+    bool has_expires; /* the entry carried an expiry (older entries of other types may not) */
+};
+
+/* The stream field whose value is a packed event; the digit is the format's version. */
+#define SLK_OUTBOX_EVENT_FIELD "e1"
+/* Room for a packed event: seven texts of at most 64 bytes, four numbers, eleven length prefixes. */
+#define SLK_OUTBOX_EVENT_MAX 640
+
+/* e packed for SLK_OUTBOX_EVENT_FIELD into out (cap bytes, NUL-terminated); its length, or SLK_EINVAL if it does
+ * not fit. */
+int slk__outbox_event_pack(const struct slk__outbox_event *e, char *out, size_t cap) SLK_MUST_CHECK;
+/* A stream entry's fields (an array of names and values, packed or named), read into e: false for an entry that
+ * can never be moved (a text missing, too long, a uuid that is none, a time that is no number). */
+bool slk__outbox_event_read(const redisReply *fields, struct slk__outbox_event *e) SLK_MUST_CHECK;
 
 struct slk_worker;
 struct slk_outbox_delivery;
