@@ -25,34 +25,53 @@ static const char *message_or_default(const char *message, int status)
     return message != NULL ? message : slk_http_status_text(status);
 }
 
+/* Takes v: its text, or *text NULL when v is NULL; false when v could not be written. */
+static bool dump_owned(json_t *v, char **text)
+{
+    *text = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    bool ok = v == NULL || *text != NULL;
+    json_decref(v);
+    return ok;
+}
+
+/* A value already written as JSON text; an empty object for NULL. */
+static void put_raw_or_empty(struct slk_json_text *t, const char *text)
+{
+    if (text != NULL)
+        slk_json_text_raw(t, text, strlen(text));
+    else
+        slk_json_text_raw(t, "{}", 2);
+}
+
+/* {"success":…,"message":…, then the key of what follows. */
+static void open_envelope(struct slk_json_text *t, bool success, const char *message, int status, const char *next)
+{
+    slk_json_text_init(t);
+    slk_json_text_open(t, '{');
+    slk_json_text_key(t, "success");
+    slk_json_text_bool(t, success);
+    slk_json_text_key(t, "message");
+    slk_json_text_string(t, message_or_default(message, status));
+    slk_json_text_key(t, next);
+}
+
 void slk_reply_ok(struct slk_request *req, int status, const char *message, json_t *data)
 {
-    char *text = data != NULL ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    bool failed = data != NULL && text == NULL;
-    json_decref(data);
-    if (failed) {
+    char *text;
+    if (!dump_owned(data, &text)) {
         send_internal_error(req);
         return;
     }
     struct slk_json_text t;
     slk_reply_text_begin(&t, status, message);
-    if (text != NULL)
-        slk_json_text_raw(&t, text, strlen(text));
-    else
-        slk_json_text_raw(&t, "{}", 2);
+    put_raw_or_empty(&t, text);
     free(text);
     slk_reply_text_end(req, status, &t);
 }
 
 void slk_reply_text_begin(struct slk_json_text *t, int status, const char *message)
 {
-    slk_json_text_init(t);
-    slk_json_text_open(t, '{');
-    slk_json_text_key(t, "success");
-    slk_json_text_bool(t, true);
-    slk_json_text_key(t, "message");
-    slk_json_text_string(t, message_or_default(message, status));
-    slk_json_text_key(t, "data");
+    open_envelope(t, true, message, status, "data");
 }
 
 void slk_reply_text_end(struct slk_request *req, int status, struct slk_json_text *t)
@@ -71,21 +90,12 @@ void slk_reply_text_end(struct slk_request *req, int status, struct slk_json_tex
 char *slk_error_body_raw(int status, const char *code, const char *message, const char *details)
 {
     struct slk_json_text t;
-    slk_json_text_init(&t);
-    slk_json_text_open(&t, '{');
-    slk_json_text_key(&t, "success");
-    slk_json_text_bool(&t, false);
-    slk_json_text_key(&t, "message");
-    slk_json_text_string(&t, message_or_default(message, status));
-    slk_json_text_key(&t, "error");
+    open_envelope(&t, false, message, status, "error");
     slk_json_text_open(&t, '{');
     slk_json_text_key(&t, "code");
     slk_json_text_string(&t, code);
     slk_json_text_key(&t, "details");
-    if (details != NULL)
-        slk_json_text_raw(&t, details, strlen(details));
-    else
-        slk_json_text_raw(&t, "{}", 2);
+    put_raw_or_empty(&t, details);
     slk_json_text_close(&t, '}');
     slk_json_text_close(&t, '}');
     return slk_json_text_take(&t, NULL);
@@ -93,10 +103,10 @@ char *slk_error_body_raw(int status, const char *code, const char *message, cons
 
 char *slk_error_body(int status, const char *code, const char *message, json_t *details)
 {
-    char *text = details != NULL ? json_dumps(details, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    bool failed = details != NULL && text == NULL;
-    json_decref(details);
-    char *body = failed ? NULL : slk_error_body_raw(status, code, message, text);
+    char *text;
+    if (!dump_owned(details, &text))
+        return NULL;
+    char *body = slk_error_body_raw(status, code, message, text);
     free(text);
     return body;
 }
