@@ -50,12 +50,16 @@ static void on_recorded(void *data, redisReply *r, const char *err)
         slk_log(SLK_LOG_ERROR, "booking event not recorded", "error", redis_error_text(r, err), NULL);
 }
 
+/* A hold taken or extended: the booking still waits for payment, and its expiry is checked when it lapses. */
+static bool is_hold_type(const char *type)
+{
+    return strcmp(type, "held") == 0 || strcmp(type, "extended") == 0;
+}
+
 /* The booking's status once the event happened. */
 static const char *status_after(const char *type)
 {
-    if (strcmp(type, "held") == 0 || strcmp(type, "extended") == 0)
-        return "payment_required";
-    return type;
+    return is_hold_type(type) ? "payment_required" : type;
 }
 
 /* Ids are checked where they enter (at most SLK_MAX_ID_LEN), so they fit; cut rather than overflow all the same. */
@@ -324,16 +328,11 @@ static void dedupe_key(char *out, size_t cap, const char *uuid, const char *type
         snprintf(out, cap, "%s:%s", uuid, type);
 }
 
-static bool is_hold_event(const struct slk__outbox_event *ev)
-{
-    return strcmp(ev->type, "held") == 0 || strcmp(ev->type, "extended") == 0;
-}
-
 /* {start, end[, hold_expires_at]} as the API writes times; absent values are left out. Only our own RFC 3339
  * timestamps go in, so nothing needs escaping. */
 static void entry_data(const struct slk__outbox_event *ev, char *out, size_t cap)
 {
-    const int64_t times[] = {ev->start_ms, ev->end_ms, is_hold_event(ev) ? ev->expires_ms : 0};
+    const int64_t times[] = {ev->start_ms, ev->end_ms, is_hold_type(ev->type) ? ev->expires_ms : 0};
     const char *keys[] = {"start", "end", "hold_expires_at"};
     size_t len = 0;
     out[len++] = '{';
@@ -378,7 +377,7 @@ static bool entry_ok(const redisReply *e)
 /* A hold or an extension: its expiry check is due when it lapses. */
 static int collect_due(struct move_batch *m, const struct slk__outbox_event *ev)
 {
-    if (!ev->has_expires || !is_hold_event(ev))
+    if (!ev->has_expires || !is_hold_type(ev->type))
         return 0;
     char expires[24], member[SLK_MAX_ID_LEN + 1 + 37];
     slk_format_i64(expires, ev->expires_ms);
