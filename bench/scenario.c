@@ -32,7 +32,7 @@ struct hold {
     int64_t start_min;
 };
 
-/* Attempts kept whole (click_slot), at most (~600 bytes each): a burst's default 1,000 students × 10 slots fit. */
+/* Attempts kept whole (click_index), at most (~600 bytes each): a burst's default 1,000 students × 10 slots fit. */
 #define CLICK_CACHE_MAX (1u << 16)
 
 struct ctx {
@@ -45,7 +45,7 @@ struct ctx {
     int64_t exp, base_min;
     uint64_t rng, seq, mixed_holds;
     uint64_t clicks; /* attempts on hot slots so far (next_clicker) */
-    /* The bytes of each clicker's attempt on each hot slot, built once (click_cached): --users × --slots. */
+    /* The bytes of each clicker's attempt on each hot slot, built once (click_index): --users × --slots. */
     char **click_req;
     size_t *click_len;
     size_t n_click;
@@ -312,38 +312,39 @@ static int followup(struct ctx *x, int connections)
 /* ---- burst ---- */
 
 /*
- * Where a clicker's attempt on hot slot k is kept, or NULL: a student who
- * clicks again sends the same bytes every time (same token, same body), so
- * they are built once and the load generator's CPU goes to sending them.
+ * Where a clicker's attempt on hot slot k is kept (false: nowhere): a student
+ * who clicks again sends the same bytes every time (same token, same body),
+ * so they are built once and the load generator's CPU goes to sending them.
  * Hot-reject's setup holders and --users 0 (a new student each time) are
  * built every time.
  */
-static size_t *click_slot(struct ctx *x, int k, uint64_t student, size_t *i)
+static bool click_index(const struct ctx *x, int k, uint64_t student, size_t *i)
 {
     uint64_t slots = (uint64_t)x->o->slots, c = student - slots;
     if (x->click_req == NULL || student < slots || c >= (uint64_t)x->o->users)
-        return NULL;
+        return false;
     *i = (size_t)(c * slots + (uint64_t)k);
-    return &x->click_len[*i];
+    return true;
 }
 
 /* A hold on hot slot k by a student; r->a is the slot, r->b the student. */
 static int hot_hold_request(struct ctx *x, struct bench_request *r, int k, uint64_t student)
 {
-    size_t i = 0, *len = click_slot(x, k, student, &i);
-    if (len != NULL && *len > 0) {
-        memcpy(r->buf, x->click_req[i], *len);
-        r->len = *len;
+    size_t i = 0;
+    bool kept = click_index(x, k, student, &i);
+    if (kept && x->click_req[i] != NULL) {
+        memcpy(r->buf, x->click_req[i], x->click_len[i]);
+        r->len = x->click_len[i];
         r->kind = K_HOLD;
         r->want_body = true;
     } else {
         if (hold_request(x, r, 0, hot_start(x, k), student) != 0)
             return -1;
-        char *copy = len != NULL ? malloc(r->len) : NULL;
+        char *copy = kept ? malloc(r->len) : NULL;
         if (copy != NULL) {
             memcpy(copy, r->buf, r->len);
             x->click_req[i] = copy;
-            *len = r->len;
+            x->click_len[i] = r->len;
         }
     }
     r->a = (uint64_t)k;
