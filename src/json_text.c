@@ -107,14 +107,9 @@ static void put_quoted(struct slk_json_text *t, const char *s)
 {
     size_t n = strlen(s);
     if (plain(s, n)) {
-        if (!reserve(t, n + 2))
-            return;
-        char *p = t->buf + t->len;
-        *p++ = '"';
-        memcpy(p, s, n);
-        p[n] = '"';
-        t->len += n + 2;
-        t->buf[t->len] = '\0';
+        put(t, "\"", 1);
+        put(t, s, n);
+        put(t, "\"", 1);
         return;
     }
     json_t *js = json_string(s);
