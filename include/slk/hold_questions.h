@@ -25,6 +25,7 @@
 #include "slk/refusal_cache.h"
 
 #define SLK_HOLD_QUESTION_BODY_MAX 512
+#define SLK_HOLD_QUESTION_ENTRIES 32768 /* (student, slot) bodies per worker (byte_cache.h) */
 
 struct slk_hold_question {
     struct slk_refusal_key key; /* instructor, settings version, units */
@@ -40,7 +41,7 @@ void slk_hold_questions_free(struct slk_hold_questions *q);
 /* The question last kept for exactly these body bytes. */
 bool slk_hold_questions_get(struct slk_hold_questions *q, const char *body, size_t len, struct slk_hold_question *out);
 
-/* Keeps question for these body bytes (in place of whatever shared its slot); longer bodies are not kept. */
+/* Keeps question for these body bytes (in place of the least recently used of its set); longer bodies are not kept. */
 void slk_hold_questions_put(struct slk_hold_questions *q, const char *body, size_t len,
                             const struct slk_hold_question *question);
 

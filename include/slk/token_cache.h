@@ -3,6 +3,7 @@
  * on every request; verifying it once (HMAC and two JSON parses) and then
  * recognising the exact same bytes saves most of the cost of authentication.
  * A hit still checks "exp" against the clock. Not thread-safe: one per loop.
+ * Kept in a slk_byte_cache (byte_cache.h).
  */
 #ifndef SLK_TOKEN_CACHE_H
 #define SLK_TOKEN_CACHE_H
@@ -13,8 +14,8 @@
 
 #include "slk/auth.h"
 
-#define SLK_TOKEN_CACHE_SLOTS 1024   /* direct-mapped */
-#define SLK_TOKEN_CACHE_MAX_LEN 1024 /* longer tokens are verified every time */
+#define SLK_TOKEN_CACHE_ENTRIES 32768 /* clients verified once per worker (byte_cache.h) */
+#define SLK_TOKEN_CACHE_MAX_LEN 1024  /* longer tokens are verified every time */
 
 struct slk_token_cache;
 

@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
@@ -56,12 +57,38 @@ static void test_overlong_tokens_are_not_cached(void **state)
     slk_token_cache_free(c);
 }
 
+/* A stampede's thousands of students are each verified once: every token stays, none answers for another. */
+static void test_thousands_of_tokens_stay(void **state)
+{
+    (void)state;
+    enum { STUDENTS = 4000 };
+    struct slk_token_cache *c = slk_token_cache_create();
+    char tok[160], sub[32];
+    for (int i = 0; i < STUDENTS; i++) {
+        snprintf(tok, sizeof(tok), SLK_JWT_HS256_HEADER ".eyJzdWIiOiJzLSVkIn0.sig-%08x-%d", (unsigned)i * 2654435761u,
+                 i);
+        snprintf(sub, sizeof(sub), "s-%d", i);
+        struct slk_identity id = identity(sub, 2000);
+        slk_token_cache_put(c, tok, strlen(tok), &id);
+    }
+    for (int i = 0; i < STUDENTS; i++) {
+        snprintf(tok, sizeof(tok), SLK_JWT_HS256_HEADER ".eyJzdWIiOiJzLSVkIn0.sig-%08x-%d", (unsigned)i * 2654435761u,
+                 i);
+        snprintf(sub, sizeof(sub), "s-%d", i);
+        struct slk_identity out;
+        assert_true(slk_token_cache_get(c, tok, strlen(tok), 1000, &out));
+        assert_string_equal(out.sub, sub);
+    }
+    slk_token_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_only_for_the_same_bytes),
         cmocka_unit_test(test_expiry_is_checked_on_every_hit),
         cmocka_unit_test(test_overlong_tokens_are_not_cached),
+        cmocka_unit_test(test_thousands_of_tokens_stay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
