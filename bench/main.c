@@ -55,6 +55,8 @@ static void usage(FILE *out)
           "              attempts: every reply must be 409 (64, 200000, 30). successes = 409s; a 201\n"
           "              fails the audit.\n"
           "  livez       GET /livez (64, 200000, 30): the HTTP ceiling. No audit.\n"
+          "  availability  mixed's availability GETs alone, nothing changing (64, 200000, 30;\n"
+          "              --instructors 200): what mixed's 90% cost at best. No audit.\n"
           "\n",
           out);
     fputs("Load:\n"
@@ -74,7 +76,7 @@ static void usage(FILE *out)
           "                            again and again (default: as many as connections, each connection\n"
           "                            always the same student: \"C clients fire\"); more than connections\n"
           "                            take turns; 0 = a new student for every attempt\n"
-          "  --instructors N           instructors for steady and mixed (default 200)\n"
+          "  --instructors N           instructors for steady, mixed and availability (default 200)\n"
           "  --hold-seconds S          hold_seconds of the bench's instructors (default 60)\n"
           "  --expire-hold-seconds S   hold_seconds of the instructors whose holds are left to expire (default 3)\n"
           "  --slot-minutes M          booking length, a multiple of 15 (default 60)\n"
@@ -372,12 +374,13 @@ static void set_defaults(struct cli *c)
 static int scenario_defaults(struct cli *c)
 {
     struct bench_options *o = &c->o;
-    static const char *known[] = {"burst", "steady", "mixed", "hot-reject", "livez"};
+    static const char *known[] = {"burst", "steady", "mixed", "hot-reject", "livez", "availability"};
     bool ok = false;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         ok = ok || strcmp(o->scenario, known[i]) == 0;
     if (!ok) {
-        fprintf(stderr, "slotbench: unknown scenario '%s' (burst, steady, mixed, hot-reject, livez, audit)\n",
+        fprintf(stderr,
+                "slotbench: unknown scenario '%s' (burst, steady, mixed, hot-reject, livez, availability, audit)\n",
                 o->scenario);
         return -1;
     }
@@ -430,7 +433,8 @@ static int credentials(struct cli *c)
         o->redis_url = getenv("REDIS_URL");
     if (c->audit_only)
         return o->database_url == NULL ? need("Postgres URL", "--database-url", "DATABASE_URL") : 0;
-    if (o->database_url == NULL && (c->baseline != NULL || strcmp(o->scenario, "livez") != 0))
+    bool audited = strcmp(o->scenario, "livez") != 0 && strcmp(o->scenario, "availability") != 0;
+    if (o->database_url == NULL && (c->baseline != NULL || audited))
         return need("Postgres URL", "--database-url", "DATABASE_URL");
     if (c->baseline != NULL || strcmp(o->scenario, "livez") == 0)
         return 0;
@@ -438,7 +442,7 @@ static int credentials(struct cli *c)
         return need("JWT secret", "--jwt-secret", "JWT_SECRET");
     if (o->webhook_secret == NULL || o->webhook_secret[0] == '\0')
         return need("webhook secret", "--webhook-secret", "PAYMENT_WEBHOOK_SECRET");
-    if (o->redis_url == NULL)
+    if (o->redis_url == NULL && audited)
         return need("Redis URL", "--redis-url", "REDIS_URL");
     return 0;
 }
@@ -466,7 +470,8 @@ static int parse_cli(struct cli *c, int argc, char **argv)
         return -1;
     }
     if (c->o.scenario == NULL) {
-        fprintf(stderr, "slotbench: no scenario given (burst, steady, mixed, hot-reject, livez; --help)\n");
+        fprintf(stderr,
+                "slotbench: no scenario given (burst, steady, mixed, hot-reject, livez, availability; --help)\n");
         return -1;
     }
     if (strcmp(c->o.scenario, "audit") == 0) {

@@ -186,6 +186,17 @@ def test_livez():
     eq(doc["status"], {"200": 2000}, f"replies\n{output}")
 
 
+@timeout(60)
+def test_availability_asks_and_changes_nothing():
+    rid = run_id()
+    doc, output = run_ok("availability", "--requests", "400", "--connections", "8", "--instructors", "3", "--run-id",
+                         rid, audited=False)
+    eq(doc["status"], {"200": 400}, f"replies\n{output}")
+    eq(doc["successes"], 400, "successes are the 200s")
+    held = redis_cli("--scan", "--pattern", f"slk:{{sb-{rid}-*}}:u:*").split()
+    eq(held, [], "units taken by a run that only asks")
+
+
 @timeout(120)
 def test_audit_fails_when_a_confirmation_is_missing():
     rid = run_id()
@@ -221,7 +232,7 @@ def test_usage_errors_exit_2():
         check(p.stderr.strip() != "", f"slotbench {args} says why on stderr")
     p = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20)
     eq(p.returncode, 0, "--help exit code")
-    for word in ("burst", "steady", "mixed", "hot-reject", "livez", "--rate", "--json", "--plot",
+    for word in ("burst", "steady", "mixed", "hot-reject", "livez", "availability", "--rate", "--json", "--plot",
                  "--baseline", "JWT_SECRET", "PAYMENT_WEBHOOK_SECRET"):
         check(word in p.stdout, f"--help mentions {word}")
 
