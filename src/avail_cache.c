@@ -113,6 +113,18 @@ void slk_avail_gen_bump_keys(int n, const char *const *keys, const size_t *lens)
     slk_avail_gen_bump_units(tag, tag_len, span);
 }
 
+void slk_avail_gen_bump_all(void)
+{
+    for (size_t i = 0; i < GEN_SLOTS; i++) {
+        struct journal *j = &journals[i];
+        journal_lock(j);
+        uint32_t gen = atomic_load_explicit(&generations[i], memory_order_relaxed) + 1;
+        j->ring[gen % SLK_AVAIL_JOURNAL] = (struct change){gen, INT32_MIN, INT32_MAX};
+        atomic_store_explicit(&generations[i], gen, memory_order_release);
+        journal_unlock(j);
+    }
+}
+
 uint32_t slk_avail_gen(const char *instructor)
 {
     return atomic_load_explicit(&generations[hash_bytes(instructor, strlen(instructor)) % GEN_SLOTS],
@@ -265,12 +277,20 @@ static void fill_hit(const struct entry *e, struct slk_avail_hit *hit)
     hit->serial = e->serial;
     hit->gen = e->gen;
     hit->num_changes = 0;
+    hit->held_due = false;
 }
 
-/* Read in full too long ago (or the clock went back): read it all again. */
+/* Read in full too long ago, the clock went back, or its first candidate start has begun: read it all again. */
 static bool too_old(const struct entry *e, int64_t now_ms)
 {
-    return now_ms - e->basis.read_ms >= SLK_AVAIL_CACHE_TTL_MS || now_ms < e->basis.read_ms;
+    const struct slk_avail_basis *b = &e->basis;
+    return now_ms - b->read_ms >= SLK_AVAIL_FULL_READ_MS || now_ms < b->read_ms ||
+           (b->plan.num_starts > 0 && b->plan.starts[0] <= now_ms);
+}
+
+static bool held_due(const struct entry *e, int64_t now_ms)
+{
+    return now_ms - e->basis.held_read_ms >= SLK_AVAIL_HELD_CHECK_MS || now_ms < e->basis.held_read_ms;
 }
 
 /* The kept reply `serial` of key, if it is still kept. */
@@ -291,8 +311,9 @@ enum slk_avail_lookup slk_avail_cache_get(struct slk_avail_cache *c, const char 
         return SLK_AVAIL_MISS;
     }
     fill_hit(e, hit);
+    hit->held_due = held_due(e, now_ms);
     if (e->gen == slk_avail_gen(instructor))
-        return SLK_AVAIL_HIT;
+        return hit->held_due ? SLK_AVAIL_CHANGED : SLK_AVAIL_HIT;
     if (!slk_avail_changes_since(instructor, e->gen, hit->changes, &hit->num_changes, &hit->gen)) {
         entry_clear(e);
         return SLK_AVAIL_MISS;
@@ -335,12 +356,14 @@ bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key
 }
 
 bool slk_avail_cache_renew(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial, uint32_t gen,
-                           struct slk_avail_hit *hit)
+                           int64_t held_read_ms, struct slk_avail_hit *hit)
 {
     struct entry *e = kept(c, key, key_len, serial);
     if (e == NULL)
         return false;
     e->gen = gen;
+    if (held_read_ms > e->basis.held_read_ms)
+        e->basis.held_read_ms = held_read_ms;
     fill_hit(e, hit);
     return true;
 }

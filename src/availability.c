@@ -236,7 +236,7 @@ static int64_t saturating_add(int64_t a, int64_t b)
 }
 
 size_t slk_avail_plan_touched(const struct slk_avail_plan *p, const struct slk_instructor *ins,
-                              const struct slk_unit_range *changes, size_t n, size_t *out)
+                              const struct slk_unit_range *changes, size_t n, const unsigned char *held_of, size_t *out)
 {
     size_t count = 0;
     int64_t widen = (int64_t)ins->buffer_minutes + ins->granularity_minutes;
@@ -252,6 +252,8 @@ size_t slk_avail_plan_touched(const struct slk_avail_plan *p, const struct slk_i
         for (size_t i = lower_bound(p->minutes, p->num_minutes, lo); i < p->num_minutes && p->minutes[i] < hi; i++)
             marked[i] = 1;
     }
+    for (size_t i = 0; held_of != NULL && i < p->num_minutes; i++)
+        marked[i] |= held_of[i] == SLK_UNIT_HELD;
     for (size_t i = 0; i < p->num_minutes; i++) {
         if (marked[i])
             out[count++] = i;

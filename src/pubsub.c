@@ -130,8 +130,10 @@ static void on_message(redisAsyncContext *ctx, void *r, void *data)
     redisReply *reply = r;
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
         reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "psubscribe") == 0) {
-        /* Listening (again): whatever was freed while we were not is unknown. */
+        /* Listening (again): whatever was freed, or changed, while we were not is unknown. */
         slk_freed_gen_bump_all();
+        if (bumps_generations(ps))
+            slk_avail_gen_bump_all();
         return;
     }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||

@@ -11,10 +11,22 @@
  * date by reading only the units the journal names (a hold changes a handful
  * of a week's hundreds), and is served as it was when none of them changed.
  *
- * A kept reply remembers the generation seen when its Redis read was sent,
- * and is read again in full SLK_AVAIL_CACHE_TTL_MS after its last full read
- * whatever happens, which bounds what a lost notification can cost (a unit
- * shown in a state it left, for that long).
+ * A kept reply remembers the generation seen when its Redis read was sent.
+ * Two changes are not announced: a hold that lapses (Redis tells of an
+ * expired key only once it finds it, which with millions of keys can take
+ * minutes unless something reads the key), and a hold extended. So the
+ * units a kept reply shows held are read again SLK_AVAIL_HELD_CHECK_MS after
+ * they were last read. Everything is read again SLK_AVAIL_FULL_READ_MS after
+ * the last full read whatever happens, which bounds what a change never
+ * announced here costs (a block made through another process, units refilled
+ * after Redis restarted empty): a unit shown in a state it left, for that
+ * long. Announcements missed while the events connection was down count as
+ * changes of every instructor (slk_avail_gen_bump_all). A reply is read in
+ * full as soon as its first candidate start is no longer ahead.
+ *
+ * Before, everything was read again every second: for a week of 15-minute
+ * units, an MGET of 673 keys (~500 us of Redis) per instructor per second,
+ * the largest single cost of availability traffic in Redis.
  */
 #ifndef SLK_AVAIL_CACHE_H
 #define SLK_AVAIL_CACHE_H
@@ -25,8 +37,9 @@
 
 #include "slk/availability.h"
 
-#define SLK_AVAIL_CACHE_TTL_MS 1000
-#define SLK_AVAIL_JOURNAL 16 /* changes remembered per generation slot */
+#define SLK_AVAIL_HELD_CHECK_MS 1000 /* held units read again after this */
+#define SLK_AVAIL_FULL_READ_MS 10000 /* every unit read again after this */
+#define SLK_AVAIL_JOURNAL 16         /* changes remembered per generation slot */
 
 /* Generations: thread-safe. tag is the instructor id (a key's hash tag). */
 void slk_avail_gen_bump(const char *tag, size_t len); /* units unknown: every one counts as changed */
@@ -37,6 +50,8 @@ void slk_avail_gen_bump_units(const char *tag, size_t len, struct slk_unit_range
  * hash tag.
  */
 void slk_avail_gen_bump_keys(int n, const char *const *keys, const size_t *lens);
+/* Every instructor changed, units unknown: when announcements may have been missed. */
+void slk_avail_gen_bump_all(void);
 uint32_t slk_avail_gen(const char *instructor);
 /*
  * The unit ranges changed since generation `since`, at most
@@ -64,7 +79,8 @@ struct slk_avail_basis {
     unsigned char *states; /* per plan minute (enum slk_unit_state) */
     int64_t *expires;      /* per plan minute: a held unit's expiry, unix ms (include_held), else 0 */
     int64_t from_ms, to_ms;
-    int64_t read_ms; /* when every unit was last read */
+    int64_t read_ms;      /* when every unit was last read */
+    int64_t held_read_ms; /* when the units shown held were last read (a full read reads them too) */
 };
 void slk_avail_basis_clear(struct slk_avail_basis *b);
 
@@ -76,7 +92,7 @@ void slk_avail_cache_free(struct slk_avail_cache *c);
 enum slk_avail_lookup {
     SLK_AVAIL_MISS,    /* nothing kept (or too old): read everything */
     SLK_AVAIL_HIT,     /* serve body as it is */
-    SLK_AVAIL_CHANGED, /* the instructor changed since: read the units in changes, or everything */
+    SLK_AVAIL_CHANGED, /* read the units in changes (the instructor changed since), and those held if held_due */
 };
 
 struct slk_avail_hit {
@@ -87,7 +103,8 @@ struct slk_avail_hit {
     uint64_t serial;                                  /* which kept reply this is (renew) */
     struct slk_unit_range changes[SLK_AVAIL_JOURNAL]; /* SLK_AVAIL_CHANGED */
     size_t num_changes;
-    uint32_t gen; /* the generation the changes lead to */
+    uint32_t gen;  /* the generation the changes lead to */
+    bool held_due; /* SLK_AVAIL_CHANGED: the units shown held are to be read again */
 };
 
 /* key: anything that identifies the question (instructor, settings version, query). */
@@ -107,10 +124,11 @@ bool slk_avail_cache_peek(struct slk_avail_cache *c, const char *key, size_t key
                           struct slk_avail_hit *hit);
 /*
  * The kept reply `serial` of key is current as of gen (the changes since its
- * generation touched none of its units): true, with hit's body, etag and
- * basis, while it is still kept.
+ * generation touched none of its units), and its held units as of
+ * held_read_ms (0: as they were): true, with hit's body, etag and basis,
+ * while it is still kept.
  */
 bool slk_avail_cache_renew(struct slk_avail_cache *c, const char *key, size_t key_len, uint64_t serial, uint32_t gen,
-                           struct slk_avail_hit *hit);
+                           int64_t held_read_ms, struct slk_avail_hit *hit);
 
 #endif

@@ -61,10 +61,13 @@ struct slk_unit_range {
  * The plan minutes whose state the changes may have altered, as ascending
  * indexes into p->minutes (out: room for p->num_minutes); returns how many.
  * A change is a unit range or a booking's own range (without its buffer),
- * so each is widened by the buffer and one unit on either side.
+ * so each is widened by the buffer and one unit on either side. With
+ * held_of (the plan minutes' states), the minutes held count as altered too:
+ * a hold may have lapsed without a word.
  */
 size_t slk_avail_plan_touched(const struct slk_avail_plan *p, const struct slk_instructor *ins,
-                              const struct slk_unit_range *changes, size_t n, size_t *out);
+                              const struct slk_unit_range *changes, size_t n, const unsigned char *held_of,
+                              size_t *out);
 
 /*
  * The reply body: head, the slots array as JSON, tail, in one malloc'd text

@@ -189,7 +189,7 @@ static int query_units(struct avail_op *op)
     int n = (int)(fixed + read_count(op)), rc;
     if (op->reread == NULL) {
         op->gen = slk_avail_gen(op->instructor);
-        op->basis.read_ms = slk_clock_now_ms();
+        op->basis.read_ms = op->basis.held_read_ms = slk_clock_now_ms();
     }
     if (plain) {
         keys[0] = "MGET";
@@ -268,9 +268,9 @@ static int copy_basis(struct slk_avail_basis *to, const struct slk_avail_basis *
 }
 
 /*
- * The instructor changed since the reply was kept: read again only the units
- * the changes touched. False when everything must be read (the caller plans
- * afresh).
+ * The instructor changed since the reply was kept, or the units it shows
+ * held are due to be read again (avail_cache.h): read again only those
+ * units. False when everything must be read (the caller plans afresh).
  */
 static bool bring_up_to_date(struct avail_op *op, const struct slk_instructor_entry *e, struct slk_avail_hit *hit)
 {
@@ -279,12 +279,14 @@ static bool bring_up_to_date(struct avail_op *op, const struct slk_instructor_en
     size_t *touched = malloc((n + 1) * sizeof(size_t));
     if (touched == NULL)
         return false;
-    size_t k = slk_avail_plan_touched(&b->plan, &e->ins, hit->changes, hit->num_changes, touched);
+    int64_t now = slk_clock_now_ms();
+    size_t k = slk_avail_plan_touched(&b->plan, &e->ins, hit->changes, hit->num_changes,
+                                      hit->held_due ? b->states : NULL, touched);
     if (k == 0) {
-        /* Nothing it shows moved: the reply get() just found is current. */
+        /* Nothing it shows moved (and nothing is held): the reply get() just found is current. */
         free(touched);
         slk_avail_cache_renew(op->req->worker->avail_cache, op->cache_key, op->cache_key_len, hit->serial, hit->gen,
-                              hit);
+                              hit->held_due ? now : 0, hit);
         reply_kept(op, hit);
         return true;
     }
@@ -292,6 +294,8 @@ static bool bring_up_to_date(struct avail_op *op, const struct slk_instructor_en
         free(touched);
         return false;
     }
+    if (hit->held_due)
+        op->basis.held_read_ms = now;
     op->ins = e->ins;
     op->from_ms = b->from_ms;
     op->to_ms = b->to_ms;
@@ -440,7 +444,8 @@ static void states_read(struct avail_op *op, bool changed)
     bool have_kept = op->reread != NULL && slk_avail_cache_peek(cache, op->cache_key, op->cache_key_len, op->serial,
                                                                 slk_clock_now_ms(), &kept);
     if (have_kept && !changed) {
-        slk_avail_cache_renew(cache, op->cache_key, op->cache_key_len, op->serial, op->gen, &kept);
+        slk_avail_cache_renew(cache, op->cache_key, op->cache_key_len, op->serial, op->gen, op->basis.held_read_ms,
+                              &kept);
         reply_kept(op, &kept);
         return;
     }

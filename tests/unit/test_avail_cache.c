@@ -1,6 +1,7 @@
 /*
- * Kept availability replies: served only while the instructor's generation and the time bound allow; after a
- * change, the journal says which units to read again.
+ * Kept availability replies: served only while the instructor's generation and the time bounds allow; after a
+ * change, the journal says which units to read again; the units shown held are read again every
+ * SLK_AVAIL_HELD_CHECK_MS, everything every SLK_AVAIL_FULL_READ_MS.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,7 +19,7 @@ static const char body[] = "{\"success\":true}";
 /* A basis as a full read leaves it: two planned minutes, read at read_ms. */
 static struct slk_avail_basis basis_read_at(int64_t read_ms)
 {
-    struct slk_avail_basis b = {.read_ms = read_ms};
+    struct slk_avail_basis b = {.read_ms = read_ms, .held_read_ms = read_ms};
     b.plan.minutes = calloc(2, sizeof(int64_t));
     b.plan.num_minutes = 2;
     b.states = calloc(2, 1);
@@ -57,17 +58,69 @@ static void bump_unit_keys(const char *k1, const char *k2)
     slk_avail_gen_bump_keys(k2 != NULL ? 2 : 1, keys, lens);
 }
 
-static void test_hit_until_the_time_bound(void **state)
+static void test_held_units_are_due_each_second_everything_after_the_full_bound(void **state)
 {
     (void)state;
     struct slk_avail_cache *c = slk_avail_cache_create();
     struct slk_avail_hit hit;
-    put(c, "ins-a", "ins-a\n1\nfrom=x", 1000);
-    assert_int_equal(get(c, "ins-a", "ins-a\n1\nfrom=x", 1000 + SLK_AVAIL_CACHE_TTL_MS - 1, &hit), SLK_AVAIL_HIT);
+    const char *k = "ins-a\n1\nfrom=x";
+    put(c, "ins-a", k, 1000);
+    assert_int_equal(get(c, "ins-a", k, 1000 + SLK_AVAIL_HELD_CHECK_MS - 1, &hit), SLK_AVAIL_HIT);
     assert_int_equal(hit.len, sizeof(body) - 1);
     assert_memory_equal(hit.body, body, hit.len);
     assert_string_equal(hit.etag, "\"e1\"");
-    assert_int_equal(get(c, "ins-a", "ins-a\n1\nfrom=x", 1000 + SLK_AVAIL_CACHE_TTL_MS, &hit), SLK_AVAIL_MISS);
+    /* Nothing changed, but a hold it shows may have lapsed unannounced: its held units are to be read. */
+    assert_int_equal(get(c, "ins-a", k, 1000 + SLK_AVAIL_HELD_CHECK_MS, &hit), SLK_AVAIL_CHANGED);
+    assert_true(hit.held_due);
+    assert_int_equal(hit.num_changes, 0);
+    int64_t checked = 1000 + SLK_AVAIL_HELD_CHECK_MS;
+    assert_true(slk_avail_cache_renew(c, k, strlen(k), hit.serial, hit.gen, checked, &hit));
+    assert_int_equal(get(c, "ins-a", k, checked + SLK_AVAIL_HELD_CHECK_MS - 1, &hit), SLK_AVAIL_HIT);
+    assert_false(hit.held_due);
+    /* However often its held units were read, everything is read again after the full bound. */
+    for (int64_t t = checked; t < 1000 + SLK_AVAIL_FULL_READ_MS; t += SLK_AVAIL_HELD_CHECK_MS) {
+        assert_int_equal(get(c, "ins-a", k, t, &hit), t == checked ? SLK_AVAIL_HIT : SLK_AVAIL_CHANGED);
+        assert_true(slk_avail_cache_renew(c, k, strlen(k), hit.serial, hit.gen, t, &hit));
+    }
+    assert_int_equal(get(c, "ins-a", k, 1000 + SLK_AVAIL_FULL_READ_MS, &hit), SLK_AVAIL_MISS);
+    slk_avail_cache_free(c);
+}
+
+/* A slot that has begun is not offered: a reply whose first candidate start is no longer ahead is read anew. */
+static void test_a_reply_whose_first_start_has_begun_is_read_anew(void **state)
+{
+    (void)state;
+    struct slk_avail_cache *c = slk_avail_cache_create();
+    struct slk_avail_hit hit;
+    struct slk_avail_basis b = basis_read_at(1000);
+    b.plan.starts = calloc(1, sizeof(int64_t));
+    assert_non_null(b.plan.starts);
+    b.plan.starts[0] = 1500;
+    b.plan.num_starts = 1;
+    char *text = malloc(sizeof(body));
+    assert_non_null(text);
+    memcpy(text, body, sizeof(body));
+    assert_true(slk_avail_cache_put(c, "ins-s", "k", 1, slk_avail_gen("ins-s"), &b, text, sizeof(body) - 1, "\"e\""));
+    assert_int_equal(get(c, "ins-s", "k", 1499, &hit), SLK_AVAIL_HIT);
+    assert_int_equal(get(c, "ins-s", "k", 1500, &hit), SLK_AVAIL_MISS);
+    slk_avail_cache_free(c);
+}
+
+/* Announcements missed (the events connection was down): every instructor counts as changed everywhere. */
+static void test_bump_all_changes_every_instructor(void **state)
+{
+    (void)state;
+    struct slk_avail_cache *c = slk_avail_cache_create();
+    struct slk_avail_hit hit;
+    put(c, "ins-x", "kx", 1000);
+    put(c, "ins-y", "ky", 1000);
+    slk_avail_gen_bump_all();
+    const char *ins[] = {"ins-x", "ins-y"}, *keys[] = {"kx", "ky"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(get(c, ins[i], keys[i], 1001, &hit), SLK_AVAIL_CHANGED);
+        assert_int_equal(hit.num_changes, 1);
+        assert_true(hit.changes[0].lo == INT64_MIN && hit.changes[0].hi == INT64_MAX);
+    }
     slk_avail_cache_free(c);
 }
 
@@ -151,18 +204,21 @@ static void test_renew_only_the_reply_it_started_from(void **state)
     put(c, "ins-r", "k", 1000);
     slk_avail_gen_bump_units("ins-r", 5, (struct slk_unit_range){7, 8});
     assert_int_equal(get(c, "ins-r", "k", 1001, &hit), SLK_AVAIL_CHANGED);
-    assert_true(slk_avail_cache_renew(c, "k", 1, hit.serial, hit.gen, &renewed));
+    assert_true(slk_avail_cache_renew(c, "k", 1, hit.serial, hit.gen, 0, &renewed));
     assert_memory_equal(renewed.body, body, renewed.len);
     assert_int_equal(get(c, "ins-r", "k", 1002, &hit), SLK_AVAIL_HIT);
+    /* Renewing without reading the held units keeps the time they were read: they are due as before. */
+    assert_int_equal(get(c, "ins-r", "k", 1000 + SLK_AVAIL_HELD_CHECK_MS, &hit), SLK_AVAIL_CHANGED);
+    assert_true(hit.held_due);
     /* Renewing keeps the time of the last full read: the bound still holds. */
-    assert_int_equal(get(c, "ins-r", "k", 1000 + SLK_AVAIL_CACHE_TTL_MS, &hit), SLK_AVAIL_MISS);
+    assert_int_equal(get(c, "ins-r", "k", 1000 + SLK_AVAIL_FULL_READ_MS, &hit), SLK_AVAIL_MISS);
 
     put(c, "ins-r", "k", 2000);
     assert_int_equal(get(c, "ins-r", "k", 2001, &hit), SLK_AVAIL_HIT);
     uint64_t first = hit.serial;
     slk_avail_gen_bump_units("ins-r", 5, (struct slk_unit_range){7, 8});
     put(c, "ins-r", "k", 2002); /* another request kept a newer reply meanwhile */
-    assert_false(slk_avail_cache_renew(c, "k", 1, first, slk_avail_gen("ins-r"), &renewed));
+    assert_false(slk_avail_cache_renew(c, "k", 1, first, slk_avail_gen("ins-r"), 0, &renewed));
     slk_avail_cache_free(c);
 }
 
@@ -183,7 +239,9 @@ static void test_other_questions_miss(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hit_until_the_time_bound),
+        cmocka_unit_test(test_held_units_are_due_each_second_everything_after_the_full_bound),
+        cmocka_unit_test(test_a_reply_whose_first_start_has_begun_is_read_anew),
+        cmocka_unit_test(test_bump_all_changes_every_instructor),
         cmocka_unit_test(test_a_change_names_the_units_it_touched),
         cmocka_unit_test(test_a_change_of_unknown_extent_covers_everything),
         cmocka_unit_test(test_a_reply_read_before_a_change_is_brought_up_to_date),

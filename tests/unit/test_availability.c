@@ -194,7 +194,7 @@ static void test_touched_minutes_cover_a_change_and_its_buffer(void **state)
     /* A booking's own range [10:00, 11:00) as announced: its units with their buffer are 09:45 .. 11:00; one more
      * unit on either side is read too (the widening does not depend on the range being on the grid). */
     struct slk_unit_range booking = {ten, ten + 60};
-    size_t n = slk_avail_plan_touched(&p, &ins, &booking, 1, out);
+    size_t n = slk_avail_plan_touched(&p, &ins, &booking, 1, NULL, out);
     assert_int_equal(n, 8); /* 09:30 .. 11:15 */
     assert_int_equal(p.minutes[out[0]], ten - 30);
     assert_int_equal(p.minutes[out[7]], ten + 75);
@@ -203,16 +203,34 @@ static void test_touched_minutes_cover_a_change_and_its_buffer(void **state)
 
     /* Two changes far apart, and one outside the plan entirely. */
     struct slk_unit_range two[3] = {{ten - 75, ten - 74}, {ten + 120, ten + 121}, {ten + 24 * 60, ten + 24 * 60 + 1}};
-    n = slk_avail_plan_touched(&p, &ins, two, 3, out);
+    n = slk_avail_plan_touched(&p, &ins, two, 3, NULL, out);
     assert_int_equal(n, 6); /* 08:45 (the first unit) .. 09:15, and 11:30 .. 12:00 (the last) */
     int64_t expected[6] = {ten - 75, ten - 60, ten - 45, ten + 90, ten + 105, ten + 120};
     for (size_t i = 0; i < n; i++)
         assert_int_equal(p.minutes[out[i]], expected[i]);
 
     struct slk_unit_range elsewhere = {ten + 24 * 60, ten + 24 * 60 + 15};
-    assert_int_equal(slk_avail_plan_touched(&p, &ins, &elsewhere, 1, out), 0);
+    assert_int_equal(slk_avail_plan_touched(&p, &ins, &elsewhere, 1, NULL, out), 0);
     struct slk_unit_range everything = {INT64_MIN, INT64_MAX};
-    assert_int_equal(slk_avail_plan_touched(&p, &ins, &everything, 1, out), 14);
+    assert_int_equal(slk_avail_plan_touched(&p, &ins, &everything, 1, NULL, out), 14);
+
+    /* With the states: the held units count too (a hold may have lapsed unannounced), booked and blocked do not. */
+    unsigned char states[14] = {0};
+    states[2] = SLK_UNIT_HELD;
+    states[3] = SLK_UNIT_BOOKED;
+    states[12] = SLK_UNIT_HELD;
+    states[13] = SLK_UNIT_BLOCKED;
+    n = slk_avail_plan_touched(&p, &ins, NULL, 0, states, out);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0], 2);
+    assert_int_equal(out[1], 12);
+    /* ... merged with a change's units, each once and in order. */
+    struct slk_unit_range first = {ten - 75, ten - 74}; /* touches indexes 0 .. 2 */
+    n = slk_avail_plan_touched(&p, &ins, &first, 1, states, out);
+    assert_int_equal(n, 4);
+    size_t merged[4] = {0, 1, 2, 12};
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(out[i], merged[i]);
     slk_avail_plan_clear(&p);
     slk_tz_close(tz);
 }
