@@ -5,7 +5,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "slk/auth.h"
+/* Included to see the thread's block of random bytes (pool, pool_left). */
+#include "../../src/random.c"
 
 #define N_UUIDS 1000
 
@@ -117,6 +118,55 @@ static void test_random_bytes(void **state)
     assert_int_equal(slk_random_bytes(a, 0), 0);
 }
 
+static bool all_zero(const unsigned char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Small requests come out of the thread's block, and what was handed out is wiped from it at once. */
+static void test_small_requests_come_from_a_block_that_forgets_them(void **state)
+{
+    (void)state;
+    unsigned char v[16];
+    pool_left = 0; /* start from a fresh block */
+    assert_int_equal(slk_random_bytes(v, sizeof(v)), 0);
+    assert_int_equal(pool_left, POOL_BYTES - sizeof(v));
+    assert_false(all_zero(v, sizeof(v)));
+    assert_true(all_zero(pool, sizeof(v)));
+    assert_false(all_zero(pool + sizeof(v), 64)); /* the rest is still to be handed out */
+    unsigned char big[POOLED_MAX + 1];
+    assert_int_equal(slk_random_bytes(big, sizeof(big)), 0); /* straight from OpenSSL: the block is untouched */
+    assert_int_equal(pool_left, POOL_BYTES - sizeof(v));
+}
+
+static int cmp16(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* Values drawn across several blocks (odd sizes leave tails that are skipped) never repeat. */
+static void test_values_across_blocks_never_repeat(void **state)
+{
+    (void)state;
+    enum { N = 3 * POOL_BYTES / 16 };
+    unsigned char(*v)[16] = calloc(N, 16);
+    assert_non_null(v);
+    unsigned char odd[61];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(slk_random_bytes(v[i], 16), 0);
+        if (i % 50 == 0)
+            assert_int_equal(slk_random_bytes(odd, sizeof(odd)), 0);
+    }
+    qsort(v, N, 16, cmp16);
+    for (int i = 1; i < N; i++)
+        assert_memory_not_equal(v[i - 1], v[i], 16);
+    free(v);
+}
+
 static void test_id_valid(void **state)
 {
     (void)state;
@@ -149,6 +199,8 @@ int main(void)
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_random_token),
         cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_small_requests_come_from_a_block_that_forgets_them),
+        cmocka_unit_test(test_values_across_blocks_never_repeat),
         cmocka_unit_test(test_id_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
