@@ -110,10 +110,32 @@ static void on_conn_closed(uv_handle_t *h)
     conn_start(c);
 }
 
+/*
+ * Takes a closing connection off the rate schedule's ready stack. A
+ * reconnected connection is pushed again once it is up, so leaving its old
+ * entry there would let the stack grow past its room (one entry per
+ * connection): the server closes connections that sat unused (the
+ * schedule keeps picking the same few) once its request timeout passes.
+ */
+static void ready_remove(struct lg *lg, struct conn *c)
+{
+    if (!c->in_ready)
+        return;
+    for (int i = 0; i < lg->n_ready; i++) {
+        if (lg->ready[i] == c) {
+            memmove(&lg->ready[i], &lg->ready[i + 1], (size_t)(lg->n_ready - i - 1) * sizeof(*lg->ready));
+            lg->n_ready--;
+            break;
+        }
+    }
+    c->in_ready = false;
+}
+
 /* The connection broke or the server closed it: a request in flight failed; close (and maybe reconnect). */
 static void conn_fail(struct conn *c)
 {
     struct lg *lg = c->lg;
+    ready_remove(lg, c);
     if (c->state == C_BUSY) {
         lg->res->errors++;
         lg->in_flight--;
@@ -204,7 +226,7 @@ static void conn_dispatch(struct conn *c)
         conn_send(c, uv_hrtime());
         return;
     }
-    if (!c->in_ready) {
+    if (!c->in_ready && lg->n_ready < lg->cfg->connections) {
         c->in_ready = true;
         lg->ready[lg->n_ready++] = c;
     }
@@ -430,7 +452,7 @@ static void conn_start(struct conn *c)
 {
     struct lg *lg = c->lg;
     c->state = C_CONNECTING;
-    c->in_ready = false;
+    ready_remove(lg, c);
     uv_tcp_init(&lg->loop, &c->tcp);
     c->tcp.data = c;
     uv_tcp_nodelay(&c->tcp, 1);

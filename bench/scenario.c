@@ -760,9 +760,11 @@ static int ctx_init(struct ctx *x, const struct bench_options *o, struct bench_r
     /* Slots start on the hour at least a day ahead, so no hold is cut short by its start. */
     x->base_min = (now / 3600 + 1) * 60 + LEAD_MINUTES;
     x->aux = calloc(1, sizeof(*x->aux));
-    /* livez needs no credentials: sign with an empty key then, nothing is sent with it. */
-    x->jwt = bench_signer_new(o->jwt_secret != NULL ? o->jwt_secret : "");
-    x->hook = bench_signer_new(o->webhook_secret != NULL ? o->webhook_secret : "");
+    /* livez needs no credentials: sign with a placeholder then (OpenSSL refuses an empty HMAC key); nothing signed
+     * with it is sent. */
+    x->jwt = bench_signer_new(o->jwt_secret != NULL && o->jwt_secret[0] != '\0' ? o->jwt_secret : "unused");
+    x->hook =
+        bench_signer_new(o->webhook_secret != NULL && o->webhook_secret[0] != '\0' ? o->webhook_secret : "unused");
     if (x->aux == NULL || x->jwt == NULL || x->hook == NULL)
         return -1;
     bool clicks = strcmp(o->scenario, "burst") == 0 || strcmp(o->scenario, "hot-reject") == 0;

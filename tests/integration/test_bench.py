@@ -187,6 +187,26 @@ def test_livez():
 
 
 @timeout(60)
+def test_rate_mode_survives_the_server_closing_idle_connections():
+    """In rate mode the schedule keeps picking the same few connections; the server closes the others once
+    their request timeout passes, and slotbench connects them again. It used to push each one onto its ready
+    stack a second time and overflow it (a heap corruption that aborted at the end of the run)."""
+    srv = Server(name="bench-short-timeout", env={"REQUEST_TIMEOUT_MS": "300"})
+    srv.jwt_secret, srv.webhook_secret = server().jwt_secret, server().webhook_secret
+    with srv:
+        json_path = os.path.join(WORKDIR, f"slotbench-{secrets.token_hex(4)}.json")
+        cmd = [slotbench_path(), "livez", "--url", f"http://127.0.0.1:{srv.port}", "--rate", "100", "--connections",
+               "16", "--requests", "250", "-q", "--json", json_path]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        eq(p.returncode, 0, f"exit code (stderr {p.stderr[-2000:]!r})")
+        with open(json_path) as f:
+            doc = json.load(f)
+    status = doc["status"]
+    eq(status.get("200", 0) + doc["errors"], 250, f"every request answered or counted as failed: {doc}")
+    check(status.get("200", 0) >= 240, f"nearly every request answered: {status}, errors {doc['errors']}")
+
+
+@timeout(60)
 def test_availability_asks_and_changes_nothing():
     rid = run_id()
     doc, output = run_ok("availability", "--requests", "400", "--connections", "8", "--instructors", "3", "--run-id",
