@@ -59,13 +59,34 @@ void slk_byte_cache_free(struct slk_byte_cache *c)
     free(c);
 }
 
+/* Eight bytes at a time (a byte-wise FNV-1a over a token's 128 hashed bytes cost ~500 instructions a lookup). */
+static uint64_t mix_words(uint64_t h, const unsigned char *p, size_t len)
+{
+    uint64_t w;
+    for (; len >= 8; p += 8, len -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+    }
+    if (len > 0) {
+        w = 0;
+        memcpy(&w, p, len);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
 static uint32_t hash_of(const void *key, size_t len)
 {
-    uint32_t h = slk_fnv1a(SLK_FNV1A_INIT, &len, sizeof(len));
+    const unsigned char *p = key;
+    uint64_t h = len * 0xff51afd7ed558ccdULL;
     if (len <= 2 * HASHED_END)
-        return slk_fnv1a(h, key, len);
-    h = slk_fnv1a(h, key, HASHED_END);
-    return slk_fnv1a(h, (const char *)key + len - HASHED_END, HASHED_END);
+        h = mix_words(h, p, len);
+    else
+        h = mix_words(mix_words(h, p, HASHED_END), p + len - HASHED_END, HASHED_END);
+    h ^= h >> 32;
+    return (uint32_t)h;
 }
 
 static struct entry *set_of(struct slk_byte_cache *c, uint32_t hash)

@@ -55,6 +55,37 @@ static bool url_bytes_ok(const char *s, size_t len)
     return true;
 }
 
+/*
+ * Requests freed on a thread are kept there for the next ones, with their
+ * head buffer: a request is ~3.5 KB, past glibc's per-thread cache, and
+ * every calloc of one went through the arena's large-chunk path and merged
+ * its fast bins first (malloc_consolidate): ~3 % of a worker's CPU under
+ * load. Under AddressSanitizer every request is really freed, so a use
+ * after free is still caught.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define SPARE_REQUESTS 0
+#else
+#define SPARE_REQUESTS 64
+#endif
+#define SPARE_HEAD_MAX 4096 /* a larger head buffer is not kept */
+
+static _Thread_local struct slk__http_request *spare[SPARE_REQUESTS > 0 ? SPARE_REQUESTS : 1];
+static _Thread_local int n_spare;
+
+static struct slk__http_request *request_new(void)
+{
+    if (n_spare == 0)
+        return calloc(1, sizeof(struct slk__http_request));
+    struct slk__http_request *r = spare[--n_spare];
+    char *head = r->head;
+    size_t head_cap = r->head_cap;
+    memset(r, 0, sizeof(*r));
+    r->head = head;
+    r->head_cap = head_cap;
+    return r;
+}
+
 static void request_free(struct slk__http_request *r)
 {
     if (r == NULL)
@@ -63,9 +94,22 @@ static void request_free(struct slk__http_request *r)
         r->pub.parsed_body_free(r->pub.parsed_body);
     if (r->pub.body != r->empty_body)
         free(r->pub.body);
-    free(r->head);
     free(r->pub.resp_headers);
+    if (n_spare < SPARE_REQUESTS && r->head_cap <= SPARE_HEAD_MAX) {
+        spare[n_spare++] = r;
+        return;
+    }
+    free(r->head);
     free(r);
+}
+
+void slk_http_requests_release(void)
+{
+    while (n_spare > 0) {
+        struct slk__http_request *r = spare[--n_spare];
+        free(r->head);
+        free(r);
+    }
 }
 
 void slk__http_request_free(struct slk_request *req)
@@ -113,7 +157,7 @@ static int head_append(struct slk__http_parser *p, const char *data, size_t len,
 static int on_message_begin(llhttp_t *ll)
 {
     struct slk__http_parser *p = parser_of(ll);
-    struct slk__http_request *r = calloc(1, sizeof(*r));
+    struct slk__http_request *r = request_new();
     if (r == NULL) {
         fail(p, 500, "Out of memory");
         return -1;

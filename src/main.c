@@ -137,6 +137,7 @@ stop:
         slk_worker_join(&workers[i]);
         slk_worker_free(&workers[i]);
     }
+    slk_http_requests_release(); /* what freeing the workers' loops handed to this thread */
     slk_log(SLK_LOG_INFO, "stopped", NULL);
 out:
     free(workers);

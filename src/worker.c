@@ -157,6 +157,7 @@ static void run(void *arg)
 {
     struct slk_worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    slk_http_requests_release();
 }
 
 int slk_worker_start(struct slk_worker *w)

@@ -155,6 +155,12 @@ size_t slk_http_server_inflight_requests(const struct slk_http_server *srv);
  * still at its handler keeps only its own connection's memory alive, not the server. */
 void slk_http_server_close(struct slk_http_server *srv, void (*done_cb)(void *), void *done_data);
 
+/*
+ * Each thread keeps the requests it freed for its next ones (http_parser.c);
+ * a thread that served requests frees them with this before it ends.
+ */
+void slk_http_requests_release(void);
+
 /* Reason phrase for a status code ("Not Found"); "Unknown" for others. */
 const char *slk_http_status_text(int status);
 

@@ -125,6 +125,38 @@ static void test_simple_get(void **state)
     slk__http_parser_cleanup(&p);
 }
 
+/* A freed request is kept for the next one on its thread (http_parser.c): the next starts with nothing of it. */
+static void test_a_request_after_a_freed_one_starts_empty(void **state)
+{
+    (void)state;
+    struct slk__http_parser p;
+    struct slk_request *req = parse_ok(&p, &default_limits,
+                                       "POST /api/v1/bookings?a=1 HTTP/1.1\r\nHost: h\r\nX-One: 1\r\nX-Two: 2\r\n"
+                                       "Content-Length: 5\r\n\r\nhello");
+    assert_int_equal(req->num_headers, 4);
+    req->route_id = 7;
+    req->num_params = 1;
+    strcpy(req->user_sub, "someone");
+    assert_int_equal(slk_response_header(req, "X-Reply", "yes"), 0);
+    slk__http_request_free(req);
+    req = parse_ok(&p, &default_limits, "GET /livez HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_int_equal(req->method, SLK_METHOD_GET);
+    assert_str_eq(req->path, "/livez");
+    assert_str_eq(req->query, "");
+    assert_int_equal(req->num_headers, 1);
+    assert_str_eq(req->headers[0].name, "host");
+    assert_null(slk_request_header(req, "x-one"));
+    assert_int_equal(req->body_len, 0);
+    assert_string_equal(req->body, "");
+    assert_int_equal(req->route_id, SLK_ROUTE_NONE);
+    assert_int_equal(req->num_params, 0);
+    assert_string_equal(req->user_sub, "");
+    assert_int_equal(req->resp_headers_len, 0);
+    slk__http_request_free(req);
+    slk__http_parser_cleanup(&p);
+    slk_http_requests_release();
+}
+
 static void test_empty_query_and_fragment(void **state)
 {
     (void)state;
@@ -720,6 +752,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_a_request_after_a_freed_one_starts_empty),
         cmocka_unit_test(test_empty_query_and_fragment),
         cmocka_unit_test(test_post_with_body),
         cmocka_unit_test(test_chunked_body),
