@@ -4,14 +4,17 @@
  * helpers handlers use (header and query lookup, reply headers).
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+/* Included to reach value_bytes_ok(); before cmocka.h, whose fail() macro would rename its fail(). */
+#include "../../src/http_parser.c"
+
 #include <cmocka.h>
 
-#include "http_internal.h"
 #include "slk/routes.h"
 
 static const struct slk_http_limits small_limits = {
@@ -413,6 +416,27 @@ static void test_bad_header_bytes(void **state)
     assert_int_equal(parse_status_str(&default_limits, "garbage\r\n\r\n"), 400);
 }
 
+/*
+ * Values are checked eight bytes at a time (llhttp refuses most of these bytes too; this check must stand on its
+ * own): every byte value at every position of a long value gets the byte-by-byte answer.
+ */
+static void test_value_bytes_checked_at_every_position(void **state)
+{
+    (void)state;
+    char value[40];
+    for (size_t k = 0; k < sizeof(value); k++) {
+        for (int c = 0; c < 256; c++) {
+            memset(value, 'v', sizeof(value));
+            value[k] = (char)c;
+            bool expected = (c >= 0x20 || c == '\t') && c != 0x7f;
+            if (value_bytes_ok(value, sizeof(value)) != expected)
+                fail_msg("byte 0x%02x at %zu of the value", c, k);
+            if (value_bytes_ok(value, k + 1) != expected) /* the bad byte last, in the tail */
+                fail_msg("byte 0x%02x at the end of %zu bytes", c, k + 1);
+        }
+    }
+}
+
 static void test_chunk_extension_cap(void **state)
 {
     (void)state;
@@ -764,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_body_over_limit_by_chunks_is_413),
         cmocka_unit_test(test_smuggling_defences),
         cmocka_unit_test(test_bad_header_bytes),
+        cmocka_unit_test(test_value_bytes_checked_at_every_position),
         cmocka_unit_test(test_chunk_extension_cap),
         cmocka_unit_test(test_header_count_limit),
         cmocka_unit_test(test_url_too_long_is_414),
