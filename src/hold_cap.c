@@ -16,8 +16,6 @@
 #include "slk/timeutil.h"
 #include "slk/worker.h"
 
-/* "slk:stu:{" student "}:live" */
-#define CAP_KEY_MAX (16 + SLK_MAX_ID_LEN)
 #define CAP_UUID_MAX (SLK_MAX_ID_LEN + 1)
 
 struct cap_admit {
@@ -31,8 +29,8 @@ struct cap_admit {
 
 static int cap_key(char *buf, const char *student)
 {
-    int n = snprintf(buf, CAP_KEY_MAX, "slk:stu:{%s}:live", student);
-    return n < 0 || n >= CAP_KEY_MAX ? SLK_EINVAL : n;
+    int n = slk_key_student_live(buf, student);
+    return n < 0 || n >= SLK_KEY_MAX ? SLK_EINVAL : n;
 }
 
 /* What a fire-and-forget command is for, as its failure is logged. */
@@ -90,7 +88,7 @@ static void on_admitted(void *data, redisReply *r, const char *err)
 
 int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_hold_cap_cb cb, void *data)
 {
-    char key[CAP_KEY_MAX], listing[SLK_KEY_MAX], start[24], member[2 * SLK_MAX_ID_LEN + 2];
+    char key[SLK_KEY_MAX], listing[SLK_KEY_MAX], start[24], member[2 * SLK_MAX_ID_LEN + 2];
     if (cap_key(key, b->student) < 0 || slk_key_student_holds(listing, b->student) >= SLK_KEY_MAX)
         return SLK_EINVAL;
     slk_format_i64(start, b->start_ms);
@@ -126,7 +124,7 @@ int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_ho
 
 void slk_hold_cap_forget(struct slk_worker *w, const char *student, const char *uuid)
 {
-    char key[CAP_KEY_MAX];
+    char key[SLK_KEY_MAX];
     if (w->cfg->max_holds_per_student <= 0 || cap_key(key, student) < 0)
         return;
     const char *argv[3] = {"ZREM", key, uuid};
@@ -135,7 +133,7 @@ void slk_hold_cap_forget(struct slk_worker *w, const char *student, const char *
 
 void slk_hold_cap_extend(struct slk_worker *w, const char *student, const char *uuid, int64_t expires_ms)
 {
-    char key[CAP_KEY_MAX], score[24];
+    char key[SLK_KEY_MAX], score[24];
     if (w->cfg->max_holds_per_student <= 0 || cap_key(key, student) < 0)
         return;
     snprintf(score, sizeof(score), "%" PRId64, expires_ms);

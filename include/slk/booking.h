@@ -91,6 +91,8 @@ int slk_key_index(char *buf, const char *uuid);
  * dropped lazily by the listing. */
 int slk_key_instructor_holds(char *buf, const char *instructor);
 int slk_key_student_holds(char *buf, const char *student);
+/* The student's live holds by expiry: the per-student cap (hold_cap.h); members are booking uuids. */
+int slk_key_student_live(char *buf, const char *student);
 
 /*
  * The unit keys of a booking, in one allocation: keys[i] points into it.

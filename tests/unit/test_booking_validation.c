@@ -202,6 +202,8 @@ static void test_named_keys(void **state)
     assert_string_equal(buf, "slk:{ins-1}:holds");
     slk_key_student_holds(buf, "stu-1");
     assert_string_equal(buf, "slk:stu:{stu-1}:holds");
+    assert_int_equal(slk_key_student_live(buf, "stu-1"), 20);
+    assert_string_equal(buf, "slk:stu:{stu-1}:live");
     char id[2 * SLK_KEY_MAX];
     memset(id, 'x', sizeof(id) - 1);
     id[sizeof(id) - 1] = '\0';
