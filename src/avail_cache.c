@@ -312,6 +312,8 @@ enum slk_avail_lookup slk_avail_cache_get(struct slk_avail_cache *c, const char 
     }
     fill_hit(e, hit);
     hit->held_due = held_due(e, now_ms);
+    if (hit->held_due)
+        e->basis.held_read_ms = now_ms; /* one re-read at a time: askers meanwhile get the reply as kept */
     if (e->gen == slk_avail_gen(instructor))
         return hit->held_due ? SLK_AVAIL_CHANGED : SLK_AVAIL_HIT;
     if (!slk_avail_changes_since(instructor, e->gen, hit->changes, &hit->num_changes, &hit->gen)) {

@@ -363,6 +363,11 @@ int slk_key_student_live(char *buf, const char *student)
     return key_join(buf, "slk:stu:{", student, "}:live", NULL);
 }
 
+int slk_key_events(char *buf, const char *instructor)
+{
+    return key_join(buf, "slk:{", instructor, "}:events", NULL);
+}
+
 char **slk_booking_unit_keys(const char *instructor, int64_t first_min, int unit_minutes, int unit_count)
 {
     if (unit_count <= 0 || unit_count > SLK_MAX_UNITS || unit_minutes <= 0)

@@ -115,7 +115,7 @@ static void on_script_event(struct slk_pubsub *ps, const char *channel, size_t c
                                      (struct slk_unit_range){start / 60000, (end + 59999) / 60000});
         else
             slk_avail_gen_bump(instructor, strlen(instructor));
-        if (!parsed || strcmp(type, "held") != 0)
+        if (!parsed || (strcmp(type, "held") != 0 && strcmp(type, "blocked") != 0))
             slk_freed_gen_bump(instructor, strlen(instructor));
     }
     if (!parsed)

@@ -16,16 +16,19 @@
  * expired key only once it finds it, which with millions of keys can take
  * minutes unless something reads the key), and a hold extended. So the
  * units a kept reply shows held are read again SLK_AVAIL_HELD_CHECK_MS after
- * they were last read. Everything is read again SLK_AVAIL_FULL_READ_MS after
- * the last full read whatever happens, which bounds what a change never
- * announced here costs (a block made through another process, units refilled
- * after Redis restarted empty): a unit shown in a state it left, for that
- * long. Announcements missed while the events connection was down count as
- * changes of every instructor (slk_avail_gen_bump_all). A reply is read in
- * full as soon as its first candidate start is no longer ahead.
+ * they were last read (by the first request that finds them due; the ones
+ * behind it get the reply as kept meanwhile). Everything is read again
+ * SLK_AVAIL_FULL_READ_MS after the last full read whatever happens, which
+ * bounds what a change announced nowhere costs (units refilled after Redis
+ * restarted empty; an announcement lost on its way): a unit shown in a state
+ * it left, for that long. Holds, releases, bookings and blocks are all
+ * announced (blocks by handlers/blocks.c once taken). Announcements missed
+ * while the events connection was down count as changes of every instructor
+ * (slk_avail_gen_bump_all). A reply is read in full as soon as its first
+ * candidate start is no longer ahead.
  *
- * Before, everything was read again every second: for a week of 15-minute
- * units, an MGET of 673 keys (~500 us of Redis) per instructor per second,
+ * Reading everything every second instead cost, for a week of 15-minute
+ * units, an MGET of 673 keys (~500 us of Redis) per instructor per second:
  * the largest single cost of availability traffic in Redis.
  */
 #ifndef SLK_AVAIL_CACHE_H

@@ -93,6 +93,8 @@ int slk_key_instructor_holds(char *buf, const char *instructor);
 int slk_key_student_holds(char *buf, const char *student);
 /* The student's live holds by expiry: the per-student cap (hold_cap.h); members are booking uuids. */
 int slk_key_student_live(char *buf, const char *student);
+/* The instructor's announcements: "<type> <start ms> <end ms>" (pubsub.c listens; the scripts publish). */
+int slk_key_events(char *buf, const char *instructor);
 
 /*
  * The unit keys of a booking, in one allocation: keys[i] points into it.

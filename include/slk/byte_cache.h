@@ -8,7 +8,10 @@
  * direct-mapped table of the same size lost a third of them to collisions
  * and had them verified and parsed again on every click. The key is kept as
  * an exact copy and compared in full, so a hash collision costs a miss,
- * never a wrong answer. Not thread-safe: one per loop.
+ * never a wrong answer. Key copies are kept at their largest size, so a full
+ * table holds at most entries × max_key_len bytes of them (tokens: 32 MiB,
+ * bodies: 16 MiB per worker; only verified tokens and checked bodies are
+ * kept). Not thread-safe: one per loop.
  */
 #ifndef SLK_BYTE_CACHE_H
 #define SLK_BYTE_CACHE_H

@@ -326,6 +326,33 @@ static void reply_taken(struct block_op *op, size_t first, size_t last)
                     json_pack("{s:I, s:s, s:s}", "block_index", (json_int_t)block, "start_time", from, "end_time", to));
 }
 
+static void on_announced(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (err != NULL || r->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_WARN, "block not announced; other servers' kept replies see it within their full read", "error",
+                err != NULL ? err : r->str, NULL);
+}
+
+/*
+ * Tells every server's kept availability replies (and its event streams)
+ * which time each block took, as the hold and release scripts do: without
+ * it, another process would show the time free until its next full read.
+ */
+static void announce(struct block_op *op)
+{
+    char channel[SLK_KEY_MAX], message[64];
+    if (slk_key_events(channel, op->instructor) >= SLK_KEY_MAX)
+        return;
+    for (size_t i = 0; i < op->num_blocks; i++) {
+        snprintf(message, sizeof(message), "blocked %" PRId64 " %" PRId64, op->blocks[i].start_ms,
+                 op->blocks[i].end_ms);
+        const char *argv[3] = {"PUBLISH", channel, message};
+        if (slk_redis_command_argv(op->req->worker->redis, on_announced, NULL, 3, argv, NULL) != 0)
+            on_announced(NULL, NULL, "not queued");
+    }
+}
+
 static void on_blocked(void *data, redisReply *r, const char *err)
 {
     struct block_op *op = data;
@@ -334,6 +361,7 @@ static void on_blocked(void *data, redisReply *r, const char *err)
         return;
     }
     if (slk__script_reply_is(r, "OK")) {
+        announce(op);
         save(op);
         return;
     }

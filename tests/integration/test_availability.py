@@ -282,6 +282,36 @@ def test_kept_replies_follow_changes_announced_by_another_process():
 
 
 @timeout(60)
+def test_a_block_made_through_another_process_reaches_its_kept_replies():
+    """A kept reply reads everything again only every 10 s (avail_cache.h): a block made through another process
+    is announced on the events channel, so the kept reply there hides the blocked time at once."""
+    from harness import Server, wait_until
+    a, b = Server(name="avail-block-a"), Server(name="avail-block-b")
+    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    with a, b:
+        ins = a.put_instructor()
+        date = _date(6)
+        d = dt.date.fromisoformat(date)
+        every = [_z(d, h, m) for h in range(24) for m in (0, 15, 30, 45)]
+        # A block of 10:00-11:00 hides the 60-minute slots starting 09:15 .. 10:45.
+        hidden = {_z(d, h, m) for h in (9, 10) for m in (0, 15, 30, 45)} - {_z(d, 9)}
+        with a.client() as c:
+            def starts():
+                return _starts(c.get(f"/api/v1/instructors/{ins}/availability?from={date}&to={date}",
+                                     token=a.admin()))
+
+            eq(starts(), every, "every start free before the block")
+            eq(starts(), every, "the kept reply")
+            t0 = time.monotonic()
+            with b.client() as cb:
+                expect_ok(cb.post(f"/api/v1/instructors/{ins}/availability/block",
+                                  {"blocks": [{"start_time": _z(d, 10), "end_time": _z(d, 11)}]}, token=b.admin()), 201)
+            wait_until(lambda: starts() != every, 3, interval=0.02, what="the block seen by the other process")
+            eq(starts(), [s for s in every if s not in hidden], "the blocked hour hidden, nothing else")
+            check(time.monotonic() - t0 < 3, "seen long before the 10 s full read")
+
+
+@timeout(60)
 def test_settings_changed_elsewhere_give_the_new_default_duration():
     """Another process changes the grid: this one learns it from Redis while answering a question it has no
     kept reply for, and plans again with the new instructor's default duration (4 units), not the one it had

@@ -73,6 +73,10 @@ static void test_held_units_are_due_each_second_everything_after_the_full_bound(
     assert_int_equal(get(c, "ins-a", k, 1000 + SLK_AVAIL_HELD_CHECK_MS, &hit), SLK_AVAIL_CHANGED);
     assert_true(hit.held_due);
     assert_int_equal(hit.num_changes, 0);
+    /* One re-read at a time: whoever asks while it is out gets the reply as kept. */
+    struct slk_avail_hit behind;
+    assert_int_equal(get(c, "ins-a", k, 1000 + SLK_AVAIL_HELD_CHECK_MS + 1, &behind), SLK_AVAIL_HIT);
+    assert_false(behind.held_due);
     int64_t checked = 1000 + SLK_AVAIL_HELD_CHECK_MS;
     assert_true(slk_avail_cache_renew(c, k, strlen(k), hit.serial, hit.gen, checked, &hit));
     assert_int_equal(get(c, "ins-a", k, checked + SLK_AVAIL_HELD_CHECK_MS - 1, &hit), SLK_AVAIL_HIT);

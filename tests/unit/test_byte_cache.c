@@ -116,6 +116,40 @@ static void test_a_stampede_stays(void **state)
     slk_byte_cache_free(c);
 }
 
+/* Long keys (a hold body of 200-500 bytes) that differ only in the middle spread over the table like any others. */
+static void test_long_keys_differing_in_the_middle_stay(void **state)
+{
+    (void)state;
+    enum { STUDENTS = 1000, SLOTS = 10 };
+    struct slk_byte_cache *c = slk_byte_cache_create(32768, sizeof(int), 512);
+    char key[512];
+    for (int pass = 0; pass < 2; pass++) {
+        int kept = 0;
+        for (int s = 0; s < STUDENTS; s++)
+            for (int k = 0; k < SLOTS; k++) {
+                int n = snprintf(key, sizeof(key),
+                                 "{\"instructor_uuid\":\"00000000-0000-4000-8000-000000000001\",\"course_uuid\":"
+                                 "\"00000000-0000-4000-8000-000000000002\",\"student_uuid\":\"00000000-0000-4000-"
+                                 "8000-%012d\",\"purpose\":\"a lesson of the usual kind\",\"price\":50.00,"
+                                 "\"currency\":\"USD\",\"start_time\":\"2026-12-01T%02d:00:00Z\"}",
+                                 s, k);
+                int v = s * SLOTS + k;
+                if (pass == 0) {
+                    slk_byte_cache_put(c, key, (size_t)n, &v);
+                    continue;
+                }
+                const int *got = slk_byte_cache_get(c, key, (size_t)n);
+                if (got != NULL) {
+                    assert_int_equal(*got, v);
+                    kept++;
+                }
+            }
+        if (pass == 1)
+            assert_true(kept >= STUDENTS * SLOTS * 995 / 1000);
+    }
+    slk_byte_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -123,6 +157,7 @@ int main(void)
         cmocka_unit_test(test_overlong_and_empty_keys_are_not_kept),
         cmocka_unit_test(test_the_least_recently_used_goes_first),
         cmocka_unit_test(test_a_stampede_stays),
+        cmocka_unit_test(test_long_keys_differing_in_the_middle_stay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
