@@ -33,30 +33,10 @@ static int cap_key(char *buf, const char *student)
     return n < 0 || n >= SLK_KEY_MAX ? SLK_EINVAL : n;
 }
 
-/* What a fire-and-forget command is for, as its failure is logged. */
-struct fire_note {
-    const char *message;
-    const char *op;
-};
-
 #define CAP_NOT_UPDATED "hold cap not updated; the entry lapses with its hold"
-static const struct fire_note forget_note = {CAP_NOT_UPDATED, "forget"};
-static const struct fire_note extend_note = {CAP_NOT_UPDATED, "extend"};
-static const struct fire_note list_note = {"hold not listed for its student", "list"};
-
-static void on_fired(void *data, redisReply *r, const char *err)
-{
-    const struct fire_note *note = data;
-    if (err != NULL || r->type == REDIS_REPLY_ERROR)
-        slk_log(SLK_LOG_WARN, note->message, "op", note->op, "error", err != NULL ? err : r->str, NULL);
-}
-
-static void fire(struct slk_worker *w, const struct fire_note *note, int argc, const char **argv)
-{
-    int rc = slk_redis_command_argv(w->redis, on_fired, (void *)note, argc, argv, NULL);
-    if (rc != 0)
-        slk_log(SLK_LOG_WARN, note->message, "op", note->op, "error", slk_strerror(rc), NULL);
-}
+static const struct slk_redis_note forget_note = {CAP_NOT_UPDATED, "forget"};
+static const struct slk_redis_note extend_note = {CAP_NOT_UPDATED, "extend"};
+static const struct slk_redis_note list_note = {"hold not listed for its student", "list"};
 
 static void on_admitted(void *data, redisReply *r, const char *err)
 {
@@ -97,7 +77,7 @@ int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_ho
     if (cap <= 0) {
         /* With no cap there is no script to carry the student's listing: it goes on its own. */
         const char *zadd[4] = {"ZADD", listing, start, member};
-        fire(w, &list_note, 4, zadd);
+        slk_redis_fire(w->redis, &list_note, 4, zadd);
         cb(data, 0, 0);
         return 0;
     }
@@ -128,7 +108,7 @@ void slk_hold_cap_forget(struct slk_worker *w, const char *student, const char *
     if (w->cfg->max_holds_per_student <= 0 || cap_key(key, student) < 0)
         return;
     const char *argv[3] = {"ZREM", key, uuid};
-    fire(w, &forget_note, 3, argv);
+    slk_redis_fire(w->redis, &forget_note, 3, argv);
 }
 
 void slk_hold_cap_extend(struct slk_worker *w, const char *student, const char *uuid, int64_t expires_ms)
@@ -138,8 +118,8 @@ void slk_hold_cap_extend(struct slk_worker *w, const char *student, const char *
         return;
     snprintf(score, sizeof(score), "%" PRId64, expires_ms);
     const char *zadd[5] = {"ZADD", key, "XX", score, uuid};
-    fire(w, &extend_note, 5, zadd);
+    slk_redis_fire(w->redis, &extend_note, 5, zadd);
     /* The key must outlive its latest entry; GT never shortens it for the others. */
     const char *expire[4] = {"PEXPIREAT", key, score, "GT"};
-    fire(w, &extend_note, 4, expire);
+    slk_redis_fire(w->redis, &extend_note, 4, expire);
 }

@@ -640,6 +640,20 @@ int slk_redis_command_argv(struct slk_redis *r, slk_redis_cb cb, void *data, int
     return 0;
 }
 
+static void on_fired(void *data, redisReply *reply, const char *err)
+{
+    const struct slk_redis_note *note = data;
+    if (err != NULL || reply->type == REDIS_REPLY_ERROR)
+        slk_log(SLK_LOG_WARN, note->message, "op", note->op, "error", err != NULL ? err : reply->str, NULL);
+}
+
+void slk_redis_fire(struct slk_redis *r, const struct slk_redis_note *note, int argc, const char **argv)
+{
+    int rc = slk_redis_command_argv(r, on_fired, (void *)note, argc, argv, NULL);
+    if (rc != 0)
+        slk_log(SLK_LOG_WARN, note->message, "op", note->op, "error", slk_strerror(rc), NULL);
+}
+
 /* --- URL parsing -------------------------------------------------------- */
 
 static int hex_value(int ch)

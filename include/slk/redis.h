@@ -93,6 +93,18 @@ void slk_redis_close(struct slk_redis *r);
 int slk_redis_command_argv(struct slk_redis *r, slk_redis_cb cb, void *data, int argc, const char **argv,
                            const size_t *argvlen) SLK_MUST_CHECK;
 
+/*
+ * A command whose answer nobody waits for (an index trimmed, an
+ * announcement): a failure, to queue or from Redis, is logged at WARN as
+ * note->message with note->op and the error. note must outlive the command
+ * (a static).
+ */
+struct slk_redis_note {
+    const char *message;
+    const char *op;
+};
+void slk_redis_fire(struct slk_redis *r, const struct slk_redis_note *note, int argc, const char **argv);
+
 /* Latency/error accounting hooks are in metrics.h; the wrapper reports every call there. */
 
 #endif

@@ -326,13 +326,8 @@ static void reply_taken(struct block_op *op, size_t first, size_t last)
                     json_pack("{s:I, s:s, s:s}", "block_index", (json_int_t)block, "start_time", from, "end_time", to));
 }
 
-static void on_announced(void *data, redisReply *r, const char *err)
-{
-    (void)data;
-    if (err != NULL || r->type == REDIS_REPLY_ERROR)
-        slk_log(SLK_LOG_WARN, "block not announced; other servers' kept replies see it within their full read", "error",
-                err != NULL ? err : r->str, NULL);
-}
+static const struct slk_redis_note announce_note = {
+    "block not announced; other servers' kept replies see it within their full read", "announce"};
 
 /*
  * Tells every server's kept availability replies (and its event streams)
@@ -348,8 +343,7 @@ static void announce(struct block_op *op)
         snprintf(message, sizeof(message), "blocked %" PRId64 " %" PRId64, op->blocks[i].start_ms,
                  op->blocks[i].end_ms);
         const char *argv[3] = {"PUBLISH", channel, message};
-        if (slk_redis_command_argv(op->req->worker->redis, on_announced, NULL, 3, argv, NULL) != 0)
-            on_announced(NULL, NULL, "not queued");
+        slk_redis_fire(op->req->worker->redis, &announce_note, 3, argv);
     }
 }
 
