@@ -226,7 +226,7 @@ static void conn_dispatch(struct conn *c)
         conn_send(c, uv_hrtime());
         return;
     }
-    if (!c->in_ready && lg->n_ready < lg->cfg->connections) {
+    if (!c->in_ready) {
         c->in_ready = true;
         lg->ready[lg->n_ready++] = c;
     }
@@ -452,7 +452,6 @@ static void conn_start(struct conn *c)
 {
     struct lg *lg = c->lg;
     c->state = C_CONNECTING;
-    ready_remove(lg, c);
     uv_tcp_init(&lg->loop, &c->tcp);
     c->tcp.data = c;
     uv_tcp_nodelay(&c->tcp, 1);
