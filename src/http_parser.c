@@ -46,8 +46,8 @@ static bool value_byte_ok(unsigned char c)
 /*
  * Field values may hold HTAB and visible octets only; CR, LF and NUL are how
  * smuggling starts (CVE-2023-30589). Eight bytes are looked at together (a
- * bearer token alone is hundreds): a word with no control byte and no DEL
- * passes at once; one with either is looked at byte by byte (a tab is fine).
+ * bearer token alone is hundreds) up to the first word with a control byte
+ * or DEL; from there on, byte by byte (a tab is fine).
  */
 static bool value_bytes_ok(const char *s, size_t len)
 {
@@ -58,12 +58,8 @@ static bool value_bytes_ok(const char *s, size_t len)
         uint64_t below_space = (w - 0x20 * ONES) & ~w & HIGHS; /* a byte < 0x20 (bytes >= 0x80 excluded) */
         uint64_t del = w ^ (0x7f * ONES);
         del = (del - ONES) & ~del & HIGHS; /* a byte == 0x7f */
-        if ((below_space | del) == 0)
-            continue;
-        for (size_t j = i; j < i + 8; j++) {
-            if (!value_byte_ok((unsigned char)s[j]))
-                return false;
-        }
+        if ((below_space | del) != 0)
+            break;
     }
     for (; i < len; i++) {
         if (!value_byte_ok((unsigned char)s[i]))
