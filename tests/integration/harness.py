@@ -992,6 +992,14 @@ def shutdown_shared():
     return "\n".join(problems)
 
 
+def server_pair(name, env=None):
+    """Two servers on the shared Redis and PostgreSQL (<name>-a, <name>-b) that accept each other's tokens and
+    payment callbacks: a change made through one is seen by the other only as another process sees it."""
+    a, b = Server(env=env, name=f"{name}-a"), Server(env=env, name=f"{name}-b")
+    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    return a, b
+
+
 def wait_until(fn, bound, interval=0.1, what="condition"):
     """Polls fn() until it returns a truthy value; fails after bound seconds."""
     deadline = time.monotonic() + bound

@@ -250,9 +250,8 @@ def test_kept_replies_follow_changes_announced_by_another_process():
     """A change made through another process reaches a kept reply on the events channel, which names the
     booking's own range: the buffer around it must be read again too (avail_cache.h). Asked well within the
     second after which a kept reply is read afresh anyway."""
-    from harness import Server, wait_until
-    a, b = Server(name="avail-a"), Server(name="avail-b")
-    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    from harness import server_pair, wait_until
+    a, b = server_pair("avail")
     with a, b:
         ins = a.put_instructor(buffer_minutes=30)
         date = _date(6)
@@ -285,9 +284,8 @@ def test_kept_replies_follow_changes_announced_by_another_process():
 def test_a_block_made_through_another_process_reaches_its_kept_replies():
     """A kept reply reads everything again only every 10 s (avail_cache.h): a block made through another process
     is announced on the events channel, so the kept reply there hides the blocked time at once."""
-    from harness import Server, wait_until
-    a, b = Server(name="avail-block-a"), Server(name="avail-block-b")
-    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    from harness import server_pair, wait_until
+    a, b = server_pair("avail-block")
     with a, b:
         ins = a.put_instructor()
         date = _date(6)
@@ -316,9 +314,8 @@ def test_settings_changed_elsewhere_give_the_new_default_duration():
     """Another process changes the grid: this one learns it from Redis while answering a question it has no
     kept reply for, and plans again with the new instructor's default duration (4 units), not the one it had
     worked out for the old grid."""
-    from harness import Server
-    a, b = Server(name="avail-grid-a"), Server(name="avail-grid-b")
-    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    from harness import server_pair
+    a, b = server_pair("avail-grid")
     with a, b:
         ins = a.put_instructor()
         date = _date(6)

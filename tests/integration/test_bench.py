@@ -191,8 +191,7 @@ def test_rate_mode_survives_the_server_closing_idle_connections():
     """In rate mode the schedule keeps picking the same few connections; the server closes the others once
     their request timeout passes, and slotbench connects them again. It used to push each one onto its ready
     stack a second time and overflow it (a heap corruption that aborted at the end of the run)."""
-    srv = Server(name="bench-short-timeout", env={"REQUEST_TIMEOUT_MS": "300"})
-    srv.jwt_secret, srv.webhook_secret = server().jwt_secret, server().webhook_secret
+    srv = Server(name="bench-short-timeout", env={"REQUEST_TIMEOUT_MS": "300"})  # livez: no credentials
     with srv:
         json_path = os.path.join(WORKDIR, f"slotbench-{secrets.token_hex(4)}.json")
         cmd = [slotbench_path(), "livez", "--url", f"http://127.0.0.1:{srv.port}", "--rate", "100", "--connections",

@@ -7,8 +7,8 @@ import threading
 import time
 import urllib.parse
 
-from harness import (RedisProc, Server, check, eq, expect_error, expect_ok, parse_ts, resp_command, slot, timeout, uid,
-                     utcnow, wait_until)
+from harness import (RedisProc, Server, check, eq, expect_error, expect_ok, parse_ts, resp_command, server_pair, slot,
+                     timeout, uid, utcnow, wait_until)
 
 
 class DefaultCapsServer(Server):
@@ -365,9 +365,7 @@ def test_rate_limit_decides_without_redis():
 def test_rate_limit_bucket_is_shared_by_processes():
     """Two servers, one Redis: the tokens one lets through are charged to the bucket both see. The second learns
     of them with its first charge and then limits the client as the first would."""
-    a = Server(env={"RATE_LIMIT_PER_SECOND": "2", "RATE_LIMIT_BURST": "5"}, name="rate-shared-a")
-    b = Server(env={"RATE_LIMIT_PER_SECOND": "2", "RATE_LIMIT_BURST": "5"}, name="rate-shared-b")
-    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    a, b = server_pair("rate-shared", env={"RATE_LIMIT_PER_SECOND": "2", "RATE_LIMIT_BURST": "5"})
     with a, b:
         ins = a.put_instructor()
         sub = uid("stu")

@@ -8,8 +8,8 @@ import json
 import math
 import time
 
-from harness import (OVERLAP_AUDIT, ClockServer, RedisProc, Server, check, eq, expect_error, expect_ok, fail,
-                     in_thread, joined, parse_ts, post_at_once, psql, slot, timeout, uid, utcnow, wait_until)
+from harness import (ClockServer, OVERLAP_AUDIT, RedisProc, Server, check, eq, expect_error, expect_ok, fail, in_thread,
+                     joined, parse_ts, post_at_once, psql, server_pair, slot, timeout, uid, utcnow, wait_until)
 
 
 def taken_details(resp):
@@ -189,8 +189,7 @@ def test_expired_hold_does_not_keep_its_refusal():
 
 @timeout(60)
 def test_slot_freed_by_another_process_is_granted_promptly():
-    a, b = Server(name="refusals-a"), Server(name="refusals-b")
-    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    a, b = server_pair("refusals")
     with a, b:
         ins = a.put_instructor()
         start, end = slot(7, 13)
@@ -215,8 +214,7 @@ def test_slot_freed_by_another_process_is_granted_promptly():
 
 @timeout(60)
 def test_block_removed_by_another_process_is_granted_promptly():
-    a, b = Server(name="refusals-block-a"), Server(name="refusals-block-b")
-    b.jwt_secret, b.webhook_secret = a.jwt_secret, a.webhook_secret
+    a, b = server_pair("refusals-block")
     with a, b:
         ins = a.put_instructor()
         start, end = slot(7, 18)
