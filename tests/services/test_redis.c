@@ -499,6 +499,84 @@ static void test_script_args_are_copied(void **state)
     env_finish(&e);
 }
 
+struct timed_send {
+    struct slk_redis *r;
+    struct result *res;
+};
+
+static void send_ping_from_timer(uv_timer_t *t)
+{
+    struct timed_send *ts = t->data;
+    const char *ping[] = {"PING"};
+    send_cmd(ts->r, ts->res, 1, ping);
+}
+
+/*
+ * A round trip costs one loop iteration: a command goes out before the loop
+ * next waits for I/O, whether it was sent between iterations or from a timer.
+ * Waiting for the socket to be reported writable first cost an iteration more,
+ * and under load every iteration carries every client's work.
+ */
+static void test_a_reply_comes_in_the_iteration_that_sent_it(void **state)
+{
+    (void)state;
+    struct env e = {0};
+    struct slk_redis_options opts = base_options(&e);
+    env_start(&e, &opts, true);
+    assert_pong(&e); /* the connection set-up is done */
+
+    struct result res = {0};
+    const char *ping[] = {"PING"};
+    send_cmd(e.r, &res, 1, ping);
+    uv_run(&e.loop, UV_RUN_ONCE);
+    assert_int_equal(res.calls, 1);
+    assert_string_equal(res.str, "PONG");
+
+    memset(&res, 0, sizeof(res));
+    struct timed_send ts = {e.r, &res};
+    uv_timer_t timer;
+    uv_timer_init(&e.loop, &timer);
+    timer.data = &ts;
+    uv_timer_start(&timer, send_ping_from_timer, 0, 0);
+    uv_run(&e.loop, UV_RUN_ONCE); /* the timer fires and its command is answered in this iteration */
+    assert_int_equal(res.calls, 1);
+    assert_string_equal(res.str, "PONG");
+    uv_close((uv_handle_t *)&timer, NULL);
+    env_finish(&e);
+}
+
+/* A command larger than the socket takes at once is sent in parts as the
+ * socket drains, and the commands behind it follow. */
+static void test_a_command_larger_than_the_socket_buffer(void **state)
+{
+    (void)state;
+    struct env e = {0};
+    struct slk_redis_options opts = base_options(&e);
+    env_start(&e, &opts, true);
+    size_t len = 32u << 20;
+    char *value = malloc(len);
+    assert_non_null(value);
+    memset(value, 'v', len);
+    char key[64];
+    snprintf(key, sizeof(key), "slk-test:large:%d", (int)getpid());
+    const char *set[] = {"SET", key, value, "PX", "10000"};
+    size_t setlens[] = {3, strlen(key), len, 2, 5};
+    struct result res = {0}, after = {0};
+    assert_int_equal(slk_redis_command_argv(e.r, record, &res, 5, set, setlens), 0);
+    free(value);
+    const char *strlen_cmd[] = {"STRLEN", key};
+    send_cmd(e.r, &after, 2, strlen_cmd);
+    assert_true(run_until(&e.loop, result_done, &after, 4000));
+    assert_int_equal(res.calls, 1);
+    assert_null(res.err);
+    assert_string_equal(res.str, "OK");
+    assert_null(after.err);
+    assert_int_equal(after.integer, (long long)len);
+    const char *del[] = {"DEL", key};
+    roundtrip(&e, &res, 2, del);
+    env_finish(&e);
+}
+
 static void test_command_timeout_and_late_reply(void **state)
 {
     (void)state;
@@ -734,6 +812,8 @@ int main(void)
         cmocka_unit_test(test_auth_user_and_select),
         cmocka_unit_test(test_script_eval_survives_script_flush),
         cmocka_unit_test(test_script_args_are_copied),
+        cmocka_unit_test(test_a_reply_comes_in_the_iteration_that_sent_it),
+        cmocka_unit_test(test_a_command_larger_than_the_socket_buffer),
         cmocka_unit_test(test_command_timeout_and_late_reply),
         cmocka_unit_test(test_killed_connection_reconnects),
         cmocka_unit_test(test_unreachable_server),
