@@ -3,13 +3,13 @@
 -- keys live in the student's hash slot, apart from the instructor's).
 --
 -- KEYS[1]  slk:stu:{<student>}:live   zset: member hold uuid, score its expiry (unix ms)
--- KEYS[2]  slk:stu:{<student>}:holds  zset: member "<instructor>/<uuid>", score the start (unix ms)
+-- KEYS[2]  slk:stu:{<student>}:holds  zset: member "<instructor>/<uuid>" (booking.h), score the start (ms)
 -- ARGV[1]  now, unix ms (the application's clock, like the expiries)
 -- ARGV[2]  cap (>= 1)
 -- ARGV[3]  hold uuid
 -- ARGV[4]  hold expiry, unix ms
 -- ARGV[5]  start, unix ms
--- ARGV[6]  listing member "<instructor>/<uuid>"
+-- ARGV[6]  listing member (slk_student_listing_member)
 --
 -- Entries whose hold has lapsed drop out here, so an abandoned hold frees its
 -- place by itself. A uuid already present is admitted again with the new

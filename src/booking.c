@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "slk/auth.h"
 #include "slk/booking.h"
@@ -356,6 +357,50 @@ int slk_key_instructor_holds(char *buf, const char *instructor)
 int slk_key_student_holds(char *buf, const char *student)
 {
     return key_join(buf, "slk:stu:{", student, "}:holds", NULL);
+}
+
+#define PACKED_UUID_LEN 24 /* base64 of 16 bytes, padded */
+
+int slk_student_listing_member(char *buf, const char *instructor, const char *uuid)
+{
+    size_t ilen = strlen(instructor);
+    unsigned char bytes[16];
+    if (ilen == 0 || ilen > SLK_MAX_ID_LEN || strlen(uuid) != 36)
+        return SLK_EINVAL;
+    memcpy(buf, instructor, ilen);
+    buf[ilen] = '/';
+    if (slk_uuid_bytes(uuid, bytes) != 0) {
+        memcpy(buf + ilen + 1, uuid, 37);
+        return (int)(ilen + 1 + 36);
+    }
+    return (int)(ilen + 1) + EVP_EncodeBlock((unsigned char *)buf + ilen + 1, bytes, sizeof(bytes));
+}
+
+int slk_listing_member_parse(const char *member, size_t len, char instructor[SLK_MAX_ID_LEN + 1], char uuid[37])
+{
+    const char *slash = memchr(member, '/', len);
+    size_t ilen = slash != NULL ? (size_t)(slash - member) : 0;
+    if (ilen == 0 || ilen > SLK_MAX_ID_LEN)
+        return SLK_EINVAL;
+    const char *rest = slash + 1;
+    size_t rlen = len - ilen - 1;
+    if (rlen == 36 && slk_uuid_valid(rest, rlen)) {
+        memcpy(uuid, rest, 36);
+        uuid[36] = '\0';
+    } else if (rlen == PACKED_UUID_LEN) {
+        unsigned char text[PACKED_UUID_LEN + 1], bytes[PACKED_UUID_LEN];
+        memcpy(text, rest, PACKED_UUID_LEN);
+        text[PACKED_UUID_LEN] = '\0';
+        /* 24 characters decode to 18 bytes, the last two from the padding. */
+        if (memcmp(text + PACKED_UUID_LEN - 2, "==", 2) != 0 || EVP_DecodeBlock(bytes, text, PACKED_UUID_LEN) != 18)
+            return SLK_EINVAL;
+        slk_uuid_format(bytes, uuid);
+    } else {
+        return SLK_EINVAL;
+    }
+    memcpy(instructor, member, ilen);
+    instructor[ilen] = '\0';
+    return 0;
 }
 
 int slk_key_student_live(char *buf, const char *student)

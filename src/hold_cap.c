@@ -68,11 +68,11 @@ static void on_admitted(void *data, redisReply *r, const char *err)
 
 int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_hold_cap_cb cb, void *data)
 {
-    char key[SLK_KEY_MAX], listing[SLK_KEY_MAX], start[24], member[2 * SLK_MAX_ID_LEN + 2];
-    if (cap_key(key, b->student) < 0 || slk_key_student_holds(listing, b->student) >= SLK_KEY_MAX)
+    char key[SLK_KEY_MAX], listing[SLK_KEY_MAX], start[24], member[SLK_LISTING_MEMBER_MAX];
+    if (cap_key(key, b->student) < 0 || slk_key_student_holds(listing, b->student) >= SLK_KEY_MAX ||
+        slk_student_listing_member(member, b->instructor, b->uuid) < 0)
         return SLK_EINVAL;
     slk_format_i64(start, b->start_ms);
-    snprintf(member, sizeof(member), "%s/%s", b->instructor, b->uuid);
     int cap = w->cfg->max_holds_per_student;
     if (cap <= 0) {
         /* With no cap there is no script to carry the student's listing: it goes on its own. */

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
@@ -72,19 +73,47 @@ int slk_uuid_v4(char out[37])
     /* RFC 4122 section 4.4: version 4 in the high nibble of byte 6, variant 10xx in byte 8. */
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    slk_uuid_format(b, out);
+    return 0;
+}
 
+static const size_t uuid_groups[] = {4, 2, 2, 2, 6}; /* bytes per dash-separated group */
+
+void slk_uuid_format(const unsigned char bytes[16], char out[37])
+{
     char *p = out;
-    static const size_t groups[] = {4, 2, 2, 2, 6};
     size_t off = 0;
-    for (size_t g = 0; g < SLK_ARRAY_SIZE(groups); g++) {
+    for (size_t g = 0; g < SLK_ARRAY_SIZE(uuid_groups); g++) {
         if (g > 0)
             *p++ = '-';
-        slk_hex_encode(p, b + off, groups[g]);
-        p += 2 * groups[g];
-        off += groups[g];
+        slk_hex_encode(p, bytes + off, uuid_groups[g]);
+        p += 2 * uuid_groups[g];
+        off += uuid_groups[g];
     }
     *p = '\0';
-    return 0;
+}
+
+/* Lower case only: an upper-case uuid would not come back the same from its bytes. */
+static int lower_hex(char c)
+{
+    return isupper((unsigned char)c) ? -1 : OPENSSL_hexchar2int((unsigned char)c);
+}
+
+int slk_uuid_bytes(const char *uuid, unsigned char out[16])
+{
+    const char *p = uuid;
+    size_t off = 0;
+    for (size_t g = 0; g < SLK_ARRAY_SIZE(uuid_groups); g++) {
+        if (g > 0 && *p++ != '-')
+            return SLK_EINVAL;
+        for (size_t i = 0; i < uuid_groups[g]; i++, p += 2) {
+            int hi = lower_hex(p[0]), lo = hi < 0 ? -1 : lower_hex(p[1]);
+            if (lo < 0)
+                return SLK_EINVAL;
+            out[off++] = (unsigned char)(hi << 4 | lo);
+        }
+    }
+    return *p == '\0' ? 0 : SLK_EINVAL;
 }
 
 static bool is_hex(char c)

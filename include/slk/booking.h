@@ -87,10 +87,23 @@ int slk_key_fence(char *buf, const char *instructor);
 int slk_key_booking(char *buf, const char *instructor, const char *uuid);
 int slk_key_unit(char *buf, const char *instructor, int64_t minute);
 int slk_key_index(char *buf, const char *uuid);
-/* Live holds by start, for listings; members are "<instructor>/<uuid>". Entries outlive their holds and are
- * dropped lazily by the listing. */
+/* Live holds by start, for listings: an instructor's by uuid, a student's as below. Entries outlive their holds
+ * and are dropped lazily by the listing. */
 int slk_key_instructor_holds(char *buf, const char *instructor);
 int slk_key_student_holds(char *buf, const char *student);
+/*
+ * A student's listing names each hold '<instructor>/<uuid>', with the uuid as the base64 of its 16 bytes (24
+ * characters): a uuid-named instructor's member then stays within the 64 bytes up to which Redis keeps a sorted
+ * set compact (zset-max-listpack-value); with the uuid's text the student's listing of a single hold took ~1 KB.
+ * Returns the length written into buf (SLK_LISTING_MEMBER_MAX), or SLK_EINVAL for an id too long. A uuid not in
+ * lower-case canonical form is written as text.
+ */
+#define SLK_LISTING_MEMBER_MAX (SLK_MAX_ID_LEN + 1 + 36 + 1)
+int slk_student_listing_member(char *buf, const char *instructor, const char *uuid) SLK_MUST_CHECK;
+/* Either form of '<instructor>/<uuid>' (the uuid's text, as earlier versions and the expiry schedule write it, or
+ * its base64): the instructor and the uuid's text. SLK_EINVAL for a damaged member. */
+int slk_listing_member_parse(const char *member, size_t len, char instructor[SLK_MAX_ID_LEN + 1],
+                             char uuid[37]) SLK_MUST_CHECK;
 /* The student's live holds by expiry: the per-student cap (hold_cap.h); members are booking uuids. */
 int slk_key_student_live(char *buf, const char *student);
 /* The instructor's announcements: "<type> <start ms> <end ms>" (pubsub.c listens; the scripts publish). */

@@ -262,7 +262,7 @@ struct record_read {
     struct list_op *op;
     char member[MEMBER_MAX]; /* as the index has it */
     char instructor[SLK_MAX_ID_LEN + 1];
-    const char *uuid; /* in member */
+    char uuid[37];
 };
 
 static void record_done(struct list_op *op)
@@ -315,27 +315,27 @@ static void on_record(void *data, redisReply *r, const char *err)
 }
 
 /*
- * A student's index names its holds '<instructor>/<uuid>'; an instructor's
- * own index just '<uuid>' (earlier versions wrote the long form there too).
- * The uuid's offset in member, or -1 when the member is damaged.
+ * A student's index names its holds '<instructor>/<uuid>' (booking.h); an
+ * instructor's own index just '<uuid>' (earlier versions wrote the long form
+ * there too). False when the member is damaged.
  */
-static long member_uuid(const struct list_op *op, const char *member, size_t len, size_t *instructor_len)
+static bool member_hold(const struct list_op *op, const char *member, size_t len, char instructor[SLK_MAX_ID_LEN + 1],
+                        char uuid[37])
 {
-    const char *slash = memchr(member, '/', len);
-    if (slash == NULL) {
-        *instructor_len = 0;
-        return op->by_student || len != 36 ? -1 : 0;
-    }
-    *instructor_len = (size_t)(slash - member);
-    size_t off = *instructor_len + 1;
-    return *instructor_len == 0 || *instructor_len > SLK_MAX_ID_LEN || len - off != 36 ? -1 : (long)off;
+    if (memchr(member, '/', len) != NULL)
+        return slk_listing_member_parse(member, len, instructor, uuid) == 0;
+    if (op->by_student || !slk_uuid_valid(member, len))
+        return false;
+    memcpy(uuid, member, 36);
+    uuid[36] = '\0';
+    snprintf(instructor, SLK_MAX_ID_LEN + 1, "%s", op->who);
+    return true;
 }
 
 static void read_record(struct list_op *op, const char *member, size_t len)
 {
-    size_t ilen;
-    long off = member_uuid(op, member, len, &ilen);
-    if (off < 0 || len >= MEMBER_MAX)
+    char instructor[SLK_MAX_ID_LEN + 1], uuid[37];
+    if (len >= MEMBER_MAX || !member_hold(op, member, len, instructor, uuid))
         return; /* damaged: skipped */
     struct record_read *rr = calloc(1, sizeof(*rr));
     if (rr == NULL) {
@@ -344,11 +344,8 @@ static void read_record(struct list_op *op, const char *member, size_t len)
     }
     memcpy(rr->member, member, len);
     rr->op = op;
-    rr->uuid = rr->member + off;
-    if (ilen > 0)
-        memcpy(rr->instructor, member, ilen);
-    else
-        snprintf(rr->instructor, sizeof(rr->instructor), "%s", op->who);
+    memcpy(rr->uuid, uuid, sizeof(uuid));
+    memcpy(rr->instructor, instructor, sizeof(instructor));
     char key[SLK_KEY_MAX];
     const char *argv[2] = {"HGETALL", key};
     size_t lens[2] = {7, (size_t)slk_key_booking(key, rr->instructor, rr->uuid)};
@@ -373,13 +370,10 @@ static void on_index(void *data, redisReply *r, const char *err)
     size_t n = r->elements / 2;
     if (n == (size_t)(2 * op->limit + 2) && n > 0) {
         const redisReply *last = r->element[2 * (n - 1)];
-        size_t ilen;
-        long off = member_uuid(op, last->str, last->len, &ilen);
-        op->horizon = off >= 0;
-        if (op->horizon) {
+        char instructor[SLK_MAX_ID_LEN + 1];
+        op->horizon = member_hold(op, last->str, last->len, instructor, op->horizon_uuid);
+        if (op->horizon)
             op->horizon_start = strtoll(r->element[2 * n - 1]->str, NULL, 10);
-            memcpy(op->horizon_uuid, last->str + off, 36);
-        }
     }
     op->pending = 1; /* held until every read is sent */
     for (size_t i = 0; i < n; i++) {

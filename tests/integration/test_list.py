@@ -1,8 +1,10 @@
 """GET /api/v1/bookings: keyset pagination over Postgres rows and live Redis holds, with R-SEC."""
 
+import base64
 import threading
+import uuid
 
-from harness import check, eq, expect_error, expect_ok, shared, slot, timeout, uid
+from harness import check, eq, expect_error, expect_ok, redis_cli, shared, slot, timeout, uid
 
 
 def _list(srv, token, **query):
@@ -102,3 +104,36 @@ def test_cancelled_and_failed_holds_leave_the_hold_listing():
     expect_ok(srv.action(a.uuid, "cancel", token), 200)
     expect_ok(srv.callback(b.uuid, "failed"), 200)
     eq(expect_ok(_list(srv, token, student_uuid=student), 200)["items"], [], "no live holds left")
+
+
+@timeout(90)
+def test_a_student_listing_of_uuid_named_holds_stays_compact_and_reads_both_member_forms():
+    # Instructors and students are named by uuids in the API. A student's listing names each hold
+    # '<instructor>/<uuid>': with the uuid's text that is 73 bytes, past the 64 up to which Redis keeps a sorted set
+    # compact, and one hold's listing took ~1 KB of Redis. The uuid now goes as its 16 bytes in base64 (61 bytes);
+    # entries written by earlier versions, with the text, are still listed.
+    srv = shared()
+    ins = srv.put_instructor(str(uuid.uuid4()))
+    student = str(uuid.uuid4())
+    token = srv.token(student, "student")
+    first = srv.hold(ins, *slot(10, 9), student=student)
+    index = f"slk:stu:{{{student}}}:holds"
+    eq(redis_cli("OBJECT", "ENCODING", index), "listpack", "the student's listing of a uuid-named hold is compact")
+    second = srv.hold(ins, *slot(10, 11), student=student)
+    members = redis_cli("ZRANGE", index, "0", "-1").split("\n")
+    eq(len(members), 2, f"both holds listed: {members}")
+    by_uuid = {}
+    for m in members:
+        check(len(m) <= 64 and m.startswith(f"{ins}/"), f"'<instructor>/<packed uuid>' within 64 bytes: {m}")
+        by_uuid[str(uuid.UUID(bytes=base64.b64decode(m.split("/", 1)[1])))] = m
+    eq(sorted(by_uuid), sorted([first.uuid, second.uuid]), "the packed uuids are the holds' own")
+    # The first as an earlier server listed it: the uuid's text.
+    score = redis_cli("ZSCORE", index, by_uuid[first.uuid])
+    eq(redis_cli("ZREM", index, by_uuid[first.uuid]), "1", "packed member removed")
+    redis_cli("ZADD", index, score, f"{ins}/{first.uuid}")
+    items = expect_ok(_list(srv, token, student_uuid=student), 200)["items"]
+    eq([b["uuid"] for b in items], [second.uuid, first.uuid], "both forms listed, newest start first")
+    eq([b["instructor_uuid"] for b in items], [ins, ins], "each under its instructor")
+    items = expect_ok(_list(srv, token, student_uuid=student, limit=1), 200)
+    eq([b["uuid"] for b in items["items"]], [second.uuid], "a page of one")
+    check(items["next_cursor"], "with a cursor to the next")

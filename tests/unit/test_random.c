@@ -55,6 +55,30 @@ static void test_uuid_format_version_variant(void **state)
         assert_string_not_equal(ids[i - 1], ids[i]);
 }
 
+/* A booking uuid goes to its 16 bytes and back unchanged; only lower-case canonical text has bytes. */
+static void test_uuid_bytes_round_trip(void **state)
+{
+    (void)state;
+    unsigned char b[16];
+    char text[37], back[37];
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(slk_uuid_v4(text), 0);
+        assert_int_equal(slk_uuid_bytes(text, b), 0);
+        slk_uuid_format(b, back);
+        assert_string_equal(back, text);
+    }
+    assert_int_equal(slk_uuid_bytes("123e4567-e89b-12d3-a456-426614174000", b), 0);
+    assert_int_equal(b[0], 0x12);
+    assert_int_equal(b[15], 0x00);
+    assert_int_equal(b[10], 0x42);
+    assert_int_equal(slk_uuid_bytes("123E4567-e89b-12d3-a456-426614174000", b), SLK_EINVAL);  /* upper case */
+    assert_int_equal(slk_uuid_bytes("123e4567-e89b-12d3-a456-42661417400", b), SLK_EINVAL);   /* short */
+    assert_int_equal(slk_uuid_bytes("123e4567-e89b-12d3-a456-4266141740000", b), SLK_EINVAL); /* long */
+    assert_int_equal(slk_uuid_bytes("123e4567e-89b-12d3-a456-426614174000", b), SLK_EINVAL);  /* dash moved */
+    assert_int_equal(slk_uuid_bytes("123e4567-e89b-12d3-a456-42661417400g", b), SLK_EINVAL);
+    assert_int_equal(slk_uuid_bytes("", b), SLK_EINVAL);
+}
+
 static void test_uuid_valid(void **state)
 {
     (void)state;
@@ -196,6 +220,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid_format_version_variant),
+        cmocka_unit_test(test_uuid_bytes_round_trip),
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_random_token),
         cmocka_unit_test(test_random_bytes),
