@@ -1,9 +1,12 @@
 -- hold_cap.lua: admit one more live hold for a student, or refuse at the
--- cap; an admitted hold is listed for the student in the same step (both
--- keys live in the student's hash slot, apart from the instructor's).
+-- cap; an admitted hold is listed for the student in the same step.
 --
--- KEYS[1]  slk:stu:{<student>}:live   zset: member hold uuid, score its expiry (unix ms)
--- KEYS[2]  slk:stu:{<student>}:holds  zset: member "<instructor>/<uuid>" (booking.h), score the start (ms)
+-- KEYS[1]  slk:stu:{<student>}:holds  the student's one key, in the student's hash slot (apart from the
+--          instructor's): a sorted set of two kinds of member, kept apart by the sign of their score:
+--            '<uuid>' scored by minus the hold's expiry (unix ms): the cap's count of live holds;
+--            '<instructor>/<uuid>' (booking.h) scored by the hold's start: the student's listing.
+-- KEYS[2]  slk:stu:{<student>}:live   where earlier versions counted live holds (uuid by expiry): still
+--          counted, until its last entry lapses
 -- ARGV[1]  now, unix ms (the application's clock, like the expiries)
 -- ARGV[2]  cap (>= 1)
 -- ARGV[3]  hold uuid
@@ -13,24 +16,35 @@
 --
 -- Entries whose hold has lapsed drop out here, so an abandoned hold frees its
 -- place by itself. A uuid already present is admitted again with the new
--- expiry (the caller retries after reloading instructor settings). Listing
--- entries outlive their holds; the listing drops them when it reads them.
+-- expiry (the caller retries after reloading instructor settings). The key
+-- lives as long as the latest hold it counts; the expiry check removes an
+-- ended hold's two entries before that, and the listing drops any it finds.
 -- Returns {1} when admitted, {0, earliest_expiry_ms} when refused.
-local key, now, cap, uuid, expires = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local key, old, cap, uuid = KEYS[1], KEYS[2], tonumber(ARGV[2]), ARGV[3]
 
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-local live = redis.call('ZCARD', key)
-if live >= cap and not redis.call('ZSCORE', key, uuid) then
-    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    return {0, tonumber(first[2])}
+redis.call('ZREMRANGEBYSCORE', key, '-' .. ARGV[1], '(0')
+redis.call('ZREMRANGEBYSCORE', old, '-inf', ARGV[1])
+local live = redis.call('ZCOUNT', key, '-inf', '(0') + redis.call('ZCARD', old)
+if live >= cap and not redis.call('ZSCORE', key, uuid) and not redis.call('ZSCORE', old, uuid) then
+    local earliest
+    local first = redis.call('ZREVRANGEBYSCORE', key, '(0', '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if first[2] then
+        earliest = -tonumber(first[2])
+    end
+    first = redis.call('ZRANGE', old, 0, 0, 'WITHSCORES')
+    if first[2] and (not earliest or tonumber(first[2]) < earliest) then
+        earliest = tonumber(first[2])
+    end
+    return {0, earliest}
 end
-redis.call('ZADD', key, expires, uuid)
--- The key outlives its latest entry. It always has an expiry once it exists,
--- so GT keeps a later one; a new key (live == 0) takes this one.
-if live == 0 then
-    redis.call('PEXPIREAT', key, expires)
-else
-    redis.call('PEXPIREAT', key, expires, 'GT')
+local ttl = redis.call('PTTL', key)
+redis.call('ZADD', key, '-' .. ARGV[4], uuid, ARGV[5], ARGV[6])
+-- A new key takes this hold's expiry and GT keeps a later one. A key without
+-- one (a listing written with the cap off, or by earlier versions) keeps
+-- none: the expiry checks empty it.
+if ttl == -2 then
+    redis.call('PEXPIREAT', key, ARGV[4])
+elseif ttl >= 0 then
+    redis.call('PEXPIREAT', key, ARGV[4], 'GT')
 end
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
 return {1}

@@ -1,7 +1,11 @@
 /*
  * The per-student cap on live holds: lua/hold_cap.lua admits or refuses in
- * one step against a sorted set of the student's live holds by expiry, and
- * lists an admitted hold for its student in the same step.
+ * one step against the student's live holds by expiry, and lists an admitted
+ * hold for its student in the same step; both kinds of entry share the
+ * student's one key (slk:stu:{s}:holds, the cap's scored by minus the
+ * expiry). Earlier versions kept the cap's entries in a key of their own
+ * (slk:stu:{s}:live): it is still counted, forgotten and extended until its
+ * entries lapse.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,10 +31,11 @@ struct cap_admit {
     char uuid[CAP_UUID_MAX];
 };
 
-static int cap_key(char *buf, const char *student)
+/* The student's key, and the one earlier versions counted live holds in. */
+static int cap_keys(char key[SLK_KEY_MAX], char old[SLK_KEY_MAX], const char *student)
 {
-    int n = slk_key_student_live(buf, student);
-    return n < 0 || n >= SLK_KEY_MAX ? SLK_EINVAL : n;
+    int n = slk_key_student_holds(key, student), m = slk_key_student_live(old, student);
+    return n < 0 || n >= SLK_KEY_MAX || m < 0 || m >= SLK_KEY_MAX ? SLK_EINVAL : 0;
 }
 
 #define CAP_NOT_UPDATED "hold cap not updated; the entry lapses with its hold"
@@ -68,15 +73,14 @@ static void on_admitted(void *data, redisReply *r, const char *err)
 
 int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_hold_cap_cb cb, void *data)
 {
-    char key[SLK_KEY_MAX], listing[SLK_KEY_MAX], start[24], member[SLK_LISTING_MEMBER_MAX];
-    if (cap_key(key, b->student) < 0 || slk_key_student_holds(listing, b->student) >= SLK_KEY_MAX ||
-        slk_student_listing_member(member, b->instructor, b->uuid) < 0)
+    char key[SLK_KEY_MAX], old[SLK_KEY_MAX], start[24], member[SLK_LISTING_MEMBER_MAX];
+    if (cap_keys(key, old, b->student) < 0 || slk_student_listing_member(member, b->instructor, b->uuid) < 0)
         return SLK_EINVAL;
     slk_format_i64(start, b->start_ms);
     int cap = w->cfg->max_holds_per_student;
     if (cap <= 0) {
         /* With no cap there is no script to carry the student's listing: it goes on its own. */
-        const char *zadd[4] = {"ZADD", listing, start, member};
+        const char *zadd[4] = {"ZADD", key, start, member};
         slk_redis_fire(w->redis, &list_note, 4, zadd);
         cb(data, 0, 0);
         return 0;
@@ -94,7 +98,7 @@ int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_ho
     slk_format_i64(now, a->now_ms);
     slk_format_i64(limit, cap);
     slk_format_i64(expires, b->hold_expires_ms);
-    const char *keys[2] = {key, listing};
+    const char *keys[2] = {key, old};
     const char *args[6] = {now, limit, b->uuid, expires, start, member};
     int rc = slk_script_eval(w->redis, SLK_SCRIPT_HOLD_CAP, on_admitted, a, 2, keys, NULL, 6, args, NULL);
     if (rc != 0)
@@ -104,22 +108,32 @@ int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_ho
 
 void slk_hold_cap_forget(struct slk_worker *w, const char *student, const char *uuid)
 {
-    char key[SLK_KEY_MAX];
-    if (w->cfg->max_holds_per_student <= 0 || cap_key(key, student) < 0)
+    char key[SLK_KEY_MAX], old[SLK_KEY_MAX];
+    if (w->cfg->max_holds_per_student <= 0 || cap_keys(key, old, student) < 0)
         return;
-    const char *argv[3] = {"ZREM", key, uuid};
-    slk_redis_fire(w->redis, &forget_note, 3, argv);
+    const char *zrem[3] = {"ZREM", key, uuid};
+    slk_redis_fire(w->redis, &forget_note, 3, zrem);
+    zrem[1] = old;
+    slk_redis_fire(w->redis, &forget_note, 3, zrem);
+}
+
+/* A new expiry for the hold's cap entry in key, scored as score; the key must outlive it (GT never shortens). */
+static void extend_entry(struct slk_worker *w, const char *key, const char *score, const char *expires,
+                         const char *uuid)
+{
+    const char *zadd[5] = {"ZADD", key, "XX", score, uuid};
+    slk_redis_fire(w->redis, &extend_note, 5, zadd);
+    const char *expire[4] = {"PEXPIREAT", key, expires, "GT"};
+    slk_redis_fire(w->redis, &extend_note, 4, expire);
 }
 
 void slk_hold_cap_extend(struct slk_worker *w, const char *student, const char *uuid, int64_t expires_ms)
 {
-    char key[SLK_KEY_MAX], score[24];
-    if (w->cfg->max_holds_per_student <= 0 || cap_key(key, student) < 0)
+    char key[SLK_KEY_MAX], old[SLK_KEY_MAX], expires[24], negative[24];
+    if (w->cfg->max_holds_per_student <= 0 || cap_keys(key, old, student) < 0)
         return;
-    snprintf(score, sizeof(score), "%" PRId64, expires_ms);
-    const char *zadd[5] = {"ZADD", key, "XX", score, uuid};
-    slk_redis_fire(w->redis, &extend_note, 5, zadd);
-    /* The key must outlive its latest entry; GT never shortens it for the others. */
-    const char *expire[4] = {"PEXPIREAT", key, score, "GT"};
-    slk_redis_fire(w->redis, &extend_note, 4, expire);
+    snprintf(expires, sizeof(expires), "%" PRId64, expires_ms);
+    snprintf(negative, sizeof(negative), "-%" PRId64, expires_ms);
+    extend_entry(w, key, negative, expires, uuid);
+    extend_entry(w, old, expires, expires, uuid);
 }

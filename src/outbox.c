@@ -545,12 +545,13 @@ static void unlist(struct due_check *c)
         return;
     if (c->b.student[0] == '\0')
         return; /* the record is gone: its student is unknown */
-    /* The student's listing: the member as this server lists it, and the uuid's text as earlier versions did. */
+    /* The student's key: the listing's member as this server writes it and as earlier versions did (the uuid's
+     * text), and the cap's entry, whose hold no longer counts (so the key goes with its last hold, expiry or not). */
     char member[SLK_LISTING_MEMBER_MAX];
-    const char *zrem[4] = {"ZREM", key, member, c->member};
+    const char *zrem[5] = {"ZREM", key, member, c->member, c->uuid};
     slk_key_student_holds(key, c->b.student);
     if (slk_student_listing_member(member, c->instructor, c->uuid) < 0 ||
-        slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 4, zrem, NULL) != 0)
+        slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 5, zrem, NULL) != 0)
         slk_log(SLK_LOG_DEBUG, "ended hold not unlisted for its student", "booking", c->uuid, NULL);
 }
 

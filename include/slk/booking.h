@@ -87,8 +87,9 @@ int slk_key_fence(char *buf, const char *instructor);
 int slk_key_booking(char *buf, const char *instructor, const char *uuid);
 int slk_key_unit(char *buf, const char *instructor, int64_t minute);
 int slk_key_index(char *buf, const char *uuid);
-/* Live holds by start, for listings: an instructor's by uuid, a student's as below. Entries outlive their holds
- * and are dropped lazily by the listing. */
+/* Live holds by start, for listings: an instructor's by uuid, a student's as below (the student's key also holds
+ * the cap's entries, scored below 0: lua/hold_cap.lua). Entries outlive their holds until the expiry check removes
+ * them, and the listing drops any it finds. */
 int slk_key_instructor_holds(char *buf, const char *instructor);
 int slk_key_student_holds(char *buf, const char *student);
 /*
@@ -104,7 +105,8 @@ int slk_student_listing_member(char *buf, const char *instructor, const char *uu
  * its base64): the instructor and the uuid's text. SLK_EINVAL for a damaged member. */
 int slk_listing_member_parse(const char *member, size_t len, char instructor[SLK_MAX_ID_LEN + 1],
                              char uuid[37]) SLK_MUST_CHECK;
-/* The student's live holds by expiry: the per-student cap (hold_cap.h); members are booking uuids. */
+/* Where earlier versions counted a student's live holds (uuid by expiry); the cap's entries now share the
+ * student's listing key (lua/hold_cap.lua). Still counted until its entries lapse. */
 int slk_key_student_live(char *buf, const char *student);
 /* The instructor's announcements: "<type> <start ms> <end ms>" (pubsub.c listens; the scripts publish). */
 int slk_key_events(char *buf, const char *instructor);

@@ -384,13 +384,14 @@ static void on_index(void *data, redisReply *r, const char *err)
     record_done(op);
 }
 
-/* Entries whose start has passed can no longer be live holds. */
+/* Entries whose start has passed can no longer be live holds. A student's key also counts live holds for the
+ * cap, below 0 (lua/hold_cap.lua): those stay. */
 static void trim_index(struct list_op *op, const char *key, size_t len)
 {
     char upto[24];
     snprintf(upto, sizeof(upto), "(%" PRId64, op->now);
-    const char *argv[4] = {"ZREMRANGEBYSCORE", key, "-inf", upto};
-    size_t lens[4] = {16, len, 4, strlen(upto)};
+    const char *argv[4] = {"ZREMRANGEBYSCORE", key, "0", upto};
+    size_t lens[4] = {16, len, 1, strlen(upto)};
     if (slk_redis_command_argv(op->req->worker->redis, on_index_trimmed, NULL, 4, argv, lens) != 0)
         slk_log(SLK_LOG_DEBUG, "listing index not trimmed", NULL);
 }
