@@ -86,6 +86,15 @@ static int session_unpack(char *dst, size_t cap, const char *v, size_t vlen)
     return 0;
 }
 
+/* A student's or course's uuid kept as its 16 bytes ('stub', 'crsb'); anything else in those fields is damage. */
+static int uuid_unpack(char *dst, size_t cap, const char *v, size_t vlen)
+{
+    if (vlen != 16 || cap < 37)
+        return SLK_EPROTO;
+    slk_uuid_format((const unsigned char *)v, dst);
+    return 0;
+}
+
 static int set_hash_field(struct slk_booking *b, const char *k, const char *v, size_t vlen)
 {
     if (strcmp(k, "uuid") == 0)
@@ -96,6 +105,10 @@ static int set_hash_field(struct slk_booking *b, const char *k, const char *v, s
         return copy_fixed(b->student, sizeof(b->student), v, vlen);
     if (strcmp(k, "course") == 0)
         return copy_fixed(b->course, sizeof(b->course), v, vlen);
+    if (strcmp(k, "stub") == 0)
+        return uuid_unpack(b->student, sizeof(b->student), v, vlen);
+    if (strcmp(k, "crsb") == 0)
+        return uuid_unpack(b->course, sizeof(b->course), v, vlen);
     if (strcmp(k, "instructor") == 0)
         return copy_fixed(b->instructor, sizeof(b->instructor), v, vlen);
     if (strcmp(k, "currency") == 0)

@@ -9,6 +9,7 @@ such holds must be served, listed, extended, paid and cancelled like any
 other."""
 
 import time
+import uuid
 
 from harness import (OVERLAP_AUDIT, ClockServer, check, eq, expect_error, expect_ok, pg_booking, psql, redis_cli,
                      shared, slot, timeout, uid, wait_until)
@@ -68,6 +69,31 @@ def test_units_carry_the_fencing_token():
     eq(b.get("payment_session_id"), h.data["payment_session_id"], "payment session read back from its bytes")
     eq(b.get("uuid"), h.uuid, "uuid read back from the key")
     eq(b.get("instructor_uuid"), ins, "instructor read back from the key")
+
+
+def test_uuid_named_student_and_course_are_kept_as_bytes():
+    # The API names students and courses by uuids: the record keeps their 16 bytes, not their 36-character text,
+    # which keeps a hold's record in jemalloc's 256-byte class (320 with the text).
+    srv = shared()
+    ins = srv.put_instructor()
+    student, course = str(uuid.uuid4()), str(uuid.uuid4())
+    start, end = slot(8, 16)
+    r = srv.try_hold(ins, start, end, student=student, course=course, price_amount=40.00, currency="EUR")
+    data = expect_ok(r, 201)
+    key = f"slk:{{{ins}}}:b:{data['uuid']}"
+    for field in ("student", "course"):
+        eq(redis_cli("HEXISTS", key, field), "0", f"no {field} text in the record")
+    eq(redis_cli("HSTRLEN", key, "stub"), "16", "the student's uuid as its bytes")
+    eq(redis_cli("HSTRLEN", key, "crsb"), "16", "the course's uuid as its bytes")
+    b = srv.booking(data["uuid"])
+    eq((b.get("student_uuid"), b.get("course_uuid")), (student, course), "read back as text")
+    with srv.client() as c:
+        token = srv.token(student, "student")
+        eq(expect_ok(c.get(f"/api/v1/bookings/{data['uuid']}", token=token), 200)["uuid"], data["uuid"],
+           "its student may read it")
+        listed = expect_ok(c.get(f"/api/v1/bookings?student_uuid={student}", token=token), 200)["items"]
+        eq([(x["uuid"], x["course_uuid"]) for x in listed], [(data["uuid"], course)], "and finds it listed")
+        expect_ok(c.post(f"/api/v1/bookings/{data['uuid']}/cancel", {}, token=token), 200)
 
 
 @timeout(60)

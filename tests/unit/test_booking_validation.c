@@ -283,6 +283,47 @@ static void test_hold_record_round_trip(void **state)
     slk_booking_clear(&b);
 }
 
+/* Uuid-named students and courses are kept as their 16 bytes, any other id as text; both read back as given. */
+static void test_record_keeps_uuids_as_bytes(void **state)
+{
+    (void)state;
+    static const char *const ids[][2] = {
+        {"82e6fabc-6019-49a5-8d51-ef74ee966540", "0b7c2d4e-1111-4aaa-8bbb-00000000c0de"}, /* both packed */
+        {"stu-1", "0b7c2d4e-1111-4aaa-8bbb-00000000c0de"},                                /* student as text */
+        {"82E6FABC-6019-49A5-8D51-EF74EE966540", "course-1"}, /* upper case would not come back: text */
+    };
+    for (size_t i = 0; i < sizeof(ids) / sizeof(*ids); i++) {
+        struct slk_booking b;
+        slk_booking_init(&b);
+        strcpy(b.uuid, "0b7c2d4e-1111-4aaa-8bbb-000000000001");
+        strcpy(b.student, ids[i][0]);
+        strcpy(b.course, ids[i][1]);
+        b.unit_minutes = 15;
+        b.unit_count = 4;
+        struct hold_args a = {.n = 0};
+        hold_numbers(&a, &b, 1);
+        hold_fields(&a, &b);
+        int packed = 0, text = 0;
+        for (int j = 0; j < a.n; j += 2) {
+            if (strcmp(a.argv[j], "stub") == 0 || strcmp(a.argv[j], "crsb") == 0) {
+                assert_int_equal(a.lens[j + 1], 16);
+                packed++;
+            }
+            if (strcmp(a.argv[j], "student") == 0 || strcmp(a.argv[j], "course") == 0)
+                text++;
+        }
+        assert_int_equal(packed, 2 - (int)i); /* the cases above: two, one, none packed */
+        assert_int_equal(text, (int)i);
+        struct fake_hash h;
+        fake_hash_from(&h, &a, 0);
+        struct slk_booking got;
+        assert_int_equal(slk_booking_from_hash(&got, &h.top, "ins-1", b.uuid), 0);
+        assert_string_equal(got.student, ids[i][0]);
+        assert_string_equal(got.course, ids[i][1]);
+        slk_booking_clear(&got);
+    }
+}
+
 static void test_session_pack(void **state)
 {
     (void)state;
@@ -389,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_unit_keys),
         cmocka_unit_test(test_named_keys),
         cmocka_unit_test(test_hold_record_round_trip),
+        cmocka_unit_test(test_record_keeps_uuids_as_bytes),
         cmocka_unit_test(test_session_pack),
         cmocka_unit_test(test_student_listing_member),
     };
