@@ -84,7 +84,7 @@ static void usage(FILE *out)
           "  --cancel-pct P            steady: share cancelled after the run (default 10)\n"
           "  --expire-pct P            steady: share left to expire (default 10)\n"
           "  --seed N                  random seed (default: from the clock)\n"
-          "  --run-id ID               instructor ids are sb-<ID>-<n> (default: 8 random hex digits)\n"
+          "  --run-id ID               ids are uuids <ID>-<kind>-4000-8000-<n> (default: 8 random hex digits)\n"
           "\n",
           out);
     fputs("Credentials and services (flags win over the environment):\n"
@@ -110,7 +110,7 @@ static void usage(FILE *out)
           "\n"
           "Audit only:\n"
           "  slotbench audit checks Postgres again for the instructors whose ids start with\n"
-          "  --instructor-prefix (e.g. sb-<run id>-): no double booking, and every uuid in\n"
+          "  --instructor-prefix (e.g. <run id>-): no double booking, and every uuid in\n"
           "  --confirmed FILE present as paid/confirmed.\n"
           "\n"
           "Exit status: 0 run completed and audit passed; 1 audit failed or the run could not be done;\n"
@@ -541,8 +541,8 @@ int main(int argc, char **argv)
     if (c.plot_dir != NULL)
         res->series = calloc(BENCH_MAX_SECONDS, sizeof(*res->series));
     if (!c.o.quiet && !c.audit_only)
-        fprintf(stderr, "slotbench: run id %s (instructors sb-%s-<n>), seed %" PRIu64 "\n", c.o.run_id, c.o.run_id,
-                c.o.seed);
+        fprintf(stderr, "slotbench: run id %s (instructors %s-0000-4000-8000-<n>), seed %" PRIu64 "\n", c.o.run_id,
+                c.o.run_id, c.o.seed);
     int rc = run(&c, res);
     int status = 0;
     if (rc != 0) {

@@ -71,28 +71,27 @@ static uint64_t next_rand(struct ctx *x)
 }
 
 /*
- * Ids are "<prefix><kind><n>", the number zero-padded to the 36 characters of the uuids the API names people and
- * courses by: every Redis key carries its instructor's id, and with shorter ids the bench would show Redis smaller
- * and faster than it is in use.
+ * Ids are uuids, "<run id>-<kind>-4000-8000-<n, 12 digits>", as the API names instructors, students and courses:
+ * every Redis key carries its instructor's id and the server keeps a uuid as its 16 bytes, so with ids of another
+ * shape the bench would show Redis smaller or larger than it is in use. (A --run-id other than 8 hex digits
+ * makes ids of another shape; they work all the same.)
  */
-#define BENCH_ID_LEN 36
+enum id_kind { ID_INSTRUCTOR, ID_STUDENT, ID_COURSE, ID_ADMIN };
 
-static void padded_id(const struct ctx *x, const char *kind, uint64_t n, char out[64])
+static void bench_id(const struct ctx *x, enum id_kind kind, uint64_t n, char out[64])
 {
-    int width = BENCH_ID_LEN - (int)strlen(x->prefix) - (int)strlen(kind);
-    width = width < 1 ? 1 : width > BENCH_ID_LEN ? BENCH_ID_LEN : width;
-    if (snprintf(out, 64, "%s%s%0*" PRIu64, x->prefix, kind, width, n) >= 64)
+    if (snprintf(out, 64, "%s%04x-4000-8000-%012" PRIu64, x->prefix, (unsigned)kind, n % 1000000000000u) >= 64)
         fprintf(stderr, "slotbench: id %s… cut at 63 characters (a shorter --run-id keeps them apart)\n", out);
 }
 
 static void instructor_id(const struct ctx *x, uint32_t i, char out[64])
 {
-    padded_id(x, "", i, out);
+    bench_id(x, ID_INSTRUCTOR, i, out);
 }
 
 static void student_id(const struct ctx *x, uint64_t n, char out[64])
 {
-    padded_id(x, "s", n, out);
+    bench_id(x, ID_STUDENT, n, out);
 }
 
 static int student_token(struct ctx *x, uint64_t n, char out[BENCH_JWT_MAX])
@@ -230,7 +229,7 @@ static int put_prepare(void *ud, struct bench_request *r)
     int hold_s = (int)i < x->expire_instructors ? x->o->expire_hold_seconds : x->o->hold_seconds;
     /* One admin identity per instructor, like one student per hold: the server's rate limit is per user. */
     char sub[64], admin[BENCH_JWT_MAX];
-    snprintf(sub, sizeof(sub), "%sadmin%" PRIu32, x->prefix, i);
+    bench_id(x, ID_ADMIN, i, sub);
     if (bench_jwt_mint(x->jwt, sub, "admin", x->exp, admin, sizeof(admin)) < 0)
         return -1;
     int n = bench_req_put_instructor(r->buf, x->o->host_header, admin, iid, hold_s);
@@ -755,8 +754,8 @@ static int ctx_init(struct ctx *x, const struct bench_options *o, struct bench_r
     x->o = o;
     x->res = res;
     x->rng = o->seed != 0 ? o->seed : 0x9e3779b97f4a7c15ULL;
-    snprintf(x->prefix, sizeof(x->prefix), "sb-%s-", o->run_id);
-    padded_id(x, "c", 0, x->course);
+    snprintf(x->prefix, sizeof(x->prefix), "%s-", o->run_id);
+    bench_id(x, ID_COURSE, 0, x->course);
     int64_t now = (int64_t)time(NULL);
     x->exp = now + (int64_t)o->seconds + 3600;
     /* Slots start on the hour at least a day ahead, so no hold is cut short by its start. */

@@ -91,7 +91,7 @@ def pg_active(prefix):
 
 
 def run_id():
-    return secrets.token_hex(5)
+    return secrets.token_hex(4)  # 8 hex digits: slotbench's ids are then uuids
 
 
 @timeout(120)
@@ -112,7 +112,7 @@ def test_burst_has_exactly_one_winner_per_slot():
     eq(audit["confirmed_checked"], 5, "every winner paid and was checked")
     eq(doc["followup"], {"requests": 5, "ok": 5, "failed": 0}, "payments of the winners")
     # Independently of slotbench: Postgres has exactly the 5 paid winners of this run.
-    eq(pg_active(f"sb-{rid}-"), 5, "confirmed rows of the run in Postgres")
+    eq(pg_active(f"{rid}-"), 5, "confirmed rows of the run in Postgres")
     lat = doc["latency_us"]
     check(0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"], f"latency percentiles: {lat}")
     check(doc["seconds"] > 0 and doc["requests_per_s"] > 0, f"rates: {doc}")
@@ -131,7 +131,7 @@ def test_burst_users_are_the_clients_that_click_again():
                          "--run-id", rid)
     eq(doc["users"], 2, "users in the report")
     eq(doc["audit"]["winners"], [1, 1, 1, 1, 1], f"winners per hot slot\n{output}")
-    distinct, paid = map(int, winners_students(f"sb-{rid}-").split("/"))
+    distinct, paid = map(int, winners_students(f"{rid}-").split("/"))
     eq(paid, 5, "paid winners in Postgres")
     check(1 <= distinct <= 2, f"winners came from the 2 clicking students, not {distinct}")
     # --users 0: every attempt is a new student, so each winner is a different one.
@@ -139,7 +139,7 @@ def test_burst_users_are_the_clients_that_click_again():
     doc, output = run_ok("burst", "--requests", "200", "--connections", "20", "--slots", "5", "--users", "0",
                          "--run-id", rid)
     eq(doc["users"], 0, "users in the report")
-    eq(winners_students(f"sb-{rid}-"), "5/5", "five winners, five students")
+    eq(winners_students(f"{rid}-"), "5/5", "five winners, five students")
 
 
 @timeout(120)
@@ -156,7 +156,7 @@ def test_steady_confirms_cancels_and_expiries_audited():
     check(audit["expire_checked"] > 0, f"some holds were left to expire and checked:\n{output}")
     eq(audit["leaked_holds"], 0, "leaked holds")
     eq(doc["followup"]["failed"], 0, f"confirms and cancels\n{output}")
-    eq(pg_active(f"sb-{rid}-"), audit["confirmed_checked"], "confirmed rows of the run in Postgres")
+    eq(pg_active(f"{rid}-"), audit["confirmed_checked"], "confirmed rows of the run in Postgres")
 
 
 @timeout(120)
@@ -168,7 +168,7 @@ def test_mixed_passes_its_audit():
     status = doc["status"]
     check(status.get("200", 0) > status.get("201", 0) > 0, f"availability-heavy with some holds: {status}")
     check(set(status) <= {"200", "201"}, f"only 200 and 201 expected: {status}")
-    eq(pg_active(f"sb-{rid}-"), doc["audit"]["confirmed_checked"], "confirmed rows of the run in Postgres")
+    eq(pg_active(f"{rid}-"), doc["audit"]["confirmed_checked"], "confirmed rows of the run in Postgres")
 
 
 @timeout(120)
@@ -212,14 +212,14 @@ def test_availability_asks_and_changes_nothing():
                          rid, audited=False)
     eq(doc["status"], {"200": 400}, f"replies\n{output}")
     eq(doc["successes"], 400, "successes are the 200s")
-    held = redis_cli("--scan", "--pattern", f"slk:{{sb-{rid}-*}}:u:*").split()
+    held = redis_cli("--scan", "--pattern", f"slk:{{{rid}-*}}:u:*").split()
     eq(held, [], "units taken by a run that only asks")
 
 
 @timeout(120)
 def test_audit_fails_when_a_confirmation_is_missing():
     rid = run_id()
-    prefix = f"sb-{rid}-"
+    prefix = f"{rid}-"
     confirmed = os.path.join(WORKDIR, f"confirmed-{rid}.txt")
     run_ok("burst", "--requests", "200", "--connections", "20", "--slots", "3", "--run-id", rid,
            "--confirmed-out", confirmed)
