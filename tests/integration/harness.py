@@ -1000,6 +1000,18 @@ def server_pair(name, env=None):
     return a, b
 
 
+def granted_once_not(status, attempt):
+    """A wait_until predicate: False while attempt() is answered with status, the hold's data once it is 201."""
+
+    def granted():
+        r = attempt()
+        if r.status == status:
+            return False
+        return expect_ok(r, 201)
+
+    return granted
+
+
 def wait_until(fn, bound, interval=0.1, what="condition"):
     """Polls fn() until it returns a truthy value; fails after bound seconds."""
     deadline = time.monotonic() + bound

@@ -8,8 +8,8 @@ import time
 import urllib.parse
 import uuid
 
-from harness import (RedisProc, Server, check, eq, expect_error, expect_ok, parse_ts, redis_cli, resp_command, server_pair,
-                     slot, timeout, uid, utcnow, wait_until)
+from harness import (RedisProc, Server, check, eq, expect_error, expect_ok, granted_once_not, parse_ts, redis_cli,
+                     resp_command, server_pair, slot, timeout, uid, utcnow, wait_until)
 
 
 class DefaultCapsServer(Server):
@@ -193,14 +193,8 @@ def test_live_holds_counted_by_an_earlier_version_still_count():
         ms, _ = expect_capped(srv.try_hold(ins, *slot(7, 9), student=stu), 2)
         check(ms <= 3000, f"retry_after_ms {ms}: the earlier version's entry lapses first")
 
-        def admitted():
-            r = srv.try_hold(ins, *slot(7, 9), student=stu)
-            if r.status == 429:
-                return False
-            expect_ok(r, 201)
-            return True
-
-        wait_until(admitted, 10, interval=0.2, what="a hold admitted once the earlier version's entry lapsed")
+        wait_until(granted_once_not(429, lambda: srv.try_hold(ins, *slot(7, 9), student=stu)), 10, interval=0.2,
+                   what="a hold admitted once the earlier version's entry lapsed")
 
 
 @timeout(90)
@@ -302,14 +296,8 @@ def test_hold_refused_by_slow_redis_keeps_no_place():
             finally:
                 redis_proc.resume()
 
-            def held():
-                r = srv.try_hold(ins, *slot(7, 9), student=stu)
-                if r.status == 503:
-                    return False
-                expect_ok(r, 201)
-                return True
-
-            wait_until(held, 10, interval=0.2, what="a hold once Redis is back")
+            wait_until(granted_once_not(503, lambda: srv.try_hold(ins, *slot(7, 9), student=stu)), 10, interval=0.2,
+                       what="a hold once Redis is back")
             expect_capped(srv.try_hold(ins, *slot(7, 10), student=stu), 1)
             eq(redis_proc.command("ZCOUNT", f"slk:stu:{{{stu}}}:holds", "-inf", "(0"), "1", "live holds counted")
     finally:

@@ -8,8 +8,9 @@ import json
 import math
 import time
 
-from harness import (ClockServer, OVERLAP_AUDIT, RedisProc, Server, check, eq, expect_error, expect_ok, fail, in_thread,
-                     joined, parse_ts, post_at_once, psql, server_pair, slot, timeout, uid, utcnow, wait_until)
+from harness import (ClockServer, OVERLAP_AUDIT, RedisProc, Server, check, eq, expect_error, expect_ok, fail,
+                     granted_once_not, in_thread, joined, parse_ts, post_at_once, psql, server_pair, slot, timeout, uid,
+                     utcnow, wait_until)
 
 
 def taken_details(resp):
@@ -228,15 +229,9 @@ def test_block_removed_by_another_process_is_granted_promptly():
                 expect_ok(cb.request("DELETE", f"/api/v1/instructors/{ins}/availability/block/{block}",
                                      token=b.admin()), 200)
 
-            def granted():
-                r = a.try_hold(ins, start, end, client=c)
-                if r.status == 409:
-                    return False
-                expect_ok(r, 201)
-                return True
-
             # The unblock is announced on the events channel like a release, well before the 1 s bound.
-            wait_until(granted, 0.5, interval=0.02, what="a hold once the other process removed the block")
+            wait_until(granted_once_not(409, lambda: a.try_hold(ins, start, end, client=c)), 0.5, interval=0.02,
+                       what="a hold once the other process removed the block")
 
 
 @timeout(60)
