@@ -16,9 +16,9 @@
 --
 -- Entries whose hold has lapsed drop out here, so an abandoned hold frees its
 -- place by itself. A uuid already present is admitted again with the new
--- expiry (the caller retries after reloading instructor settings). The key
--- lives as long as the latest hold it counts; the expiry check removes an
--- ended hold's two entries before that, and the listing drops any it finds.
+-- expiry (the caller retries after reloading instructor settings). The
+-- expiry check removes an ended hold's two entries, and the listing drops
+-- any it finds.
 -- Returns {1} when admitted, {0, earliest_expiry_ms} when refused.
 local key, old, cap, uuid = KEYS[1], KEYS[2], tonumber(ARGV[2]), ARGV[3]
 
@@ -39,12 +39,14 @@ if live >= cap and not redis.call('ZSCORE', key, uuid) and not redis.call('ZSCOR
 end
 local ttl = redis.call('PTTL', key)
 redis.call('ZADD', key, '-' .. ARGV[4], uuid, ARGV[5], ARGV[6])
--- A new key takes this hold's expiry and GT keeps a later one. A key without
--- one (a listing written with the cap off, or by earlier versions) keeps
--- none: the expiry checks empty it.
+-- The key lives until the latest start among its holds: no hold outlives its
+-- start (an extension included), and the listing reads no past start. A new
+-- key takes this start, GT keeps a later one; a key without an expiry (a
+-- listing written with the cap off, or by earlier versions) keeps none: the
+-- expiry checks empty it.
 if ttl == -2 then
-    redis.call('PEXPIREAT', key, ARGV[4])
+    redis.call('PEXPIREAT', key, ARGV[5])
 elseif ttl >= 0 then
-    redis.call('PEXPIREAT', key, ARGV[4], 'GT')
+    redis.call('PEXPIREAT', key, ARGV[5], 'GT')
 end
 return {1}

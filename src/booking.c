@@ -86,12 +86,14 @@ static int session_unpack(char *dst, size_t cap, const char *v, size_t vlen)
     return 0;
 }
 
-/* A student's or course's uuid kept as its 16 bytes ('stub', 'crsb'); anything else in those fields is damage. */
+/* A student's or course's uuid kept as its 16 bytes ('stub', 'crsb'). A damaged one leaves the id empty rather than
+ * the whole hold unreadable (its expiry, cancel, listing): an empty student is nobody's, so only admins act on it. */
 static int uuid_unpack(char *dst, size_t cap, const char *v, size_t vlen)
 {
     if (vlen != 16 || cap < 37)
-        return SLK_EPROTO;
-    slk_uuid_format((const unsigned char *)v, dst);
+        dst[0] = '\0';
+    else
+        slk_uuid_format((const unsigned char *)v, dst);
     return 0;
 }
 

@@ -79,9 +79,12 @@ int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_ho
     slk_format_i64(start, b->start_ms);
     int cap = w->cfg->max_holds_per_student;
     if (cap <= 0) {
-        /* With no cap there is no script to carry the student's listing: it goes on its own. */
+        /* With no cap there is no script to carry the student's listing: it goes on its own. A key the cap
+         * gave an expiry (the latest start among its holds) keeps one that covers this hold too. */
         const char *zadd[4] = {"ZADD", key, start, member};
         slk_redis_fire(w->redis, &list_note, 4, zadd);
+        const char *expire[4] = {"PEXPIREAT", key, start, "GT"};
+        slk_redis_fire(w->redis, &list_note, 4, expire);
         cb(data, 0, 0);
         return 0;
     }
@@ -117,16 +120,9 @@ void slk_hold_cap_forget(struct slk_worker *w, const char *student, const char *
     slk_redis_fire(w->redis, &forget_note, 3, zrem);
 }
 
-/* A new expiry for the hold's cap entry in key, scored as score; the key must outlive it (GT never shortens). */
-static void extend_entry(struct slk_worker *w, const char *key, const char *score, const char *expires,
-                         const char *uuid)
-{
-    const char *zadd[5] = {"ZADD", key, "XX", score, uuid};
-    slk_redis_fire(w->redis, &extend_note, 5, zadd);
-    const char *expire[4] = {"PEXPIREAT", key, expires, "GT"};
-    slk_redis_fire(w->redis, &extend_note, 4, expire);
-}
-
+/* The hold's cap entry counts until its new expiry. The student's key already lives until the latest start among
+ * its holds, which no extension passes; the earlier versions' key lived until the latest expiry (GT never shortens
+ * it). */
 void slk_hold_cap_extend(struct slk_worker *w, const char *student, const char *uuid, int64_t expires_ms)
 {
     char key[SLK_KEY_MAX], old[SLK_KEY_MAX], expires[24], negative[24];
@@ -134,6 +130,11 @@ void slk_hold_cap_extend(struct slk_worker *w, const char *student, const char *
         return;
     snprintf(expires, sizeof(expires), "%" PRId64, expires_ms);
     snprintf(negative, sizeof(negative), "-%" PRId64, expires_ms);
-    extend_entry(w, key, negative, expires, uuid);
-    extend_entry(w, old, expires, expires, uuid);
+    const char *zadd[5] = {"ZADD", key, "XX", negative, uuid};
+    slk_redis_fire(w->redis, &extend_note, 5, zadd);
+    zadd[1] = old;
+    zadd[3] = expires;
+    slk_redis_fire(w->redis, &extend_note, 5, zadd);
+    const char *expire[4] = {"PEXPIREAT", old, expires, "GT"};
+    slk_redis_fire(w->redis, &extend_note, 4, expire);
 }

@@ -322,6 +322,26 @@ static void test_record_keeps_uuids_as_bytes(void **state)
         assert_string_equal(got.course, ids[i][1]);
         slk_booking_clear(&got);
     }
+
+    /* A damaged 'stub' costs the student, not the hold: it stays readable (expiry, cancel), nobody's but admins'. */
+    struct slk_booking b;
+    slk_booking_init(&b);
+    strcpy(b.uuid, "0b7c2d4e-1111-4aaa-8bbb-000000000002");
+    b.unit_minutes = 15;
+    b.unit_count = 1;
+    struct hold_args d = {.n = 0};
+    hold_numbers(&d, &b, 1);
+    hold_field(&d, "status", "payment_required");
+    hold_field(&d, "stub", "short");
+    hold_field(&d, "umin", "15");
+    hold_field(&d, "ucount", "1");
+    struct fake_hash h;
+    fake_hash_from(&h, &d, 0);
+    struct slk_booking got;
+    assert_int_equal(slk_booking_from_hash(&got, &h.top, "ins-1", b.uuid), 0);
+    assert_string_equal(got.student, "");
+    assert_string_equal(got.status, "payment_required");
+    slk_booking_clear(&got);
 }
 
 static void test_session_pack(void **state)
