@@ -257,6 +257,9 @@ static void drop_entry(struct list_op *op, const char *member)
 }
 
 #define MEMBER_MAX (2 * SLK_MAX_ID_LEN + 2)
+/* A cursor or horizon at a start with this uuid stands below every booking of that start (no v4 uuid is all zeros):
+ * a page that ends there goes on with the earlier starts. */
+#define BELOW_EVERY_UUID "00000000-0000-0000-0000-000000000000"
 
 struct record_read {
     struct list_op *op;
@@ -357,6 +360,42 @@ static void read_record(struct list_op *op, const char *member, size_t len)
     }
 }
 
+static void on_ties(void *data, redisReply *r, const char *err)
+{
+    struct list_op *op = data;
+    if (err != NULL || r->type != REDIS_REPLY_ARRAY)
+        op->read_failed = true;
+    else {
+        for (size_t i = 0; i < r->elements; i++) {
+            if (r->element[i]->type == REDIS_REPLY_STRING)
+                read_record(op, r->element[i]->str, r->element[i]->len);
+        }
+    }
+    record_done(op);
+}
+
+/*
+ * A full batch may end inside a group of entries with one start, and Redis orders such a group by its members'
+ * bytes ('<instructor>/…'), not by uuid: an entry left unread there could belong before the last one read, and
+ * be skipped for good once a later page's cursor passed it. So the whole group is read, and the page shows
+ * nothing that starts earlier (the horizon: that start, below every uuid).
+ */
+static void read_ties(struct list_op *op, const char *score, size_t score_len)
+{
+    char key[SLK_KEY_MAX];
+    int len = op->by_student ? slk_key_student_holds(key, op->who) : slk_key_instructor_holds(key, op->who);
+    const char *argv[4] = {"ZRANGEBYSCORE", key, score, score};
+    size_t lens[4] = {13, (size_t)len, score_len, score_len};
+    op->horizon = true;
+    op->horizon_start = strtoll(score, NULL, 10);
+    snprintf(op->horizon_uuid, sizeof(op->horizon_uuid), "%s", BELOW_EVERY_UUID);
+    op->pending++;
+    if (slk_redis_command_argv(op->req->worker->redis, on_ties, op, 4, argv, lens) != 0) {
+        op->pending--;
+        op->read_failed = true;
+    }
+}
+
 static void on_index(void *data, redisReply *r, const char *err)
 {
     struct list_op *op = data;
@@ -368,16 +407,14 @@ static void on_index(void *data, redisReply *r, const char *err)
     }
     /* WITHSCORES: member, score, … The index was read only this far when the reply is a full batch. */
     size_t n = r->elements / 2;
-    if (n == (size_t)(2 * op->limit + 2) && n > 0) {
-        const redisReply *last = r->element[2 * (n - 1)];
-        char instructor[SLK_MAX_ID_LEN + 1];
-        op->horizon = member_hold(op, last->str, last->len, instructor, op->horizon_uuid);
-        if (op->horizon)
-            op->horizon_start = strtoll(r->element[2 * n - 1]->str, NULL, 10);
-    }
+    const redisReply *last = n > 0 && n == (size_t)(2 * op->limit + 2) ? r->element[2 * n - 1] : NULL;
     op->pending = 1; /* held until every read is sent */
+    if (last != NULL)
+        read_ties(op, last->str, last->len);
     for (size_t i = 0; i < n; i++) {
-        const redisReply *m = r->element[2 * i];
+        const redisReply *m = r->element[2 * i], *score = r->element[2 * i + 1];
+        if (last != NULL && score->len == last->len && memcmp(score->str, last->str, last->len) == 0)
+            continue; /* the horizon's group: read whole by read_ties */
         if (m->type == REDIS_REPLY_STRING)
             read_record(op, m->str, m->len);
     }
@@ -404,7 +441,8 @@ static void query_redis(struct list_op *op)
     int64_t upper = op->cursor_start < op->to_ms ? op->cursor_start : op->to_ms;
     /* Past starts can no longer be live holds: never read them. */
     int64_t lower = op->from_ms > op->now ? op->from_ms : op->now;
-    snprintf(max, sizeof(max), "%" PRId64, upper);
+    bool below = upper == op->cursor_start && strcmp(op->cursor_uuid, BELOW_EVERY_UUID) == 0;
+    snprintf(max, sizeof(max), below ? "(%" PRId64 : "%" PRId64, upper);
     snprintf(min, sizeof(min), "%" PRId64, lower);
     snprintf(count, sizeof(count), "%d", 2 * op->limit + 2);
     const char *argv[8] = {"ZREVRANGEBYSCORE", key, max, min, "WITHSCORES", "LIMIT", "0", count};

@@ -4,7 +4,7 @@ import base64
 import threading
 import uuid
 
-from harness import check, eq, expect_error, expect_ok, redis_cli, shared, slot, timeout, uid
+from harness import Server, check, eq, expect_error, expect_ok, redis_cli, shared, slot, timeout, uid
 
 
 def _list(srv, token, **query):
@@ -137,3 +137,18 @@ def test_a_student_listing_of_uuid_named_holds_stays_compact_and_reads_both_memb
     items = expect_ok(_list(srv, token, student_uuid=student, limit=1), 200)
     eq([b["uuid"] for b in items["items"]], [second.uuid], "a page of one")
     check(items["next_cursor"], "with a cursor to the next")
+
+
+@timeout(120)
+def test_pages_keep_every_hold_that_starts_at_the_same_time():
+    # One student's holds at one start, with ten instructors: Redis orders them by member bytes (the instructor
+    # first), pages by (start, uuid). A page of one reads 2 × 1 + 2 entries of the index; one left unread in a
+    # tie could belong before the last one read, and was skipped for good once the cursor passed it.
+    with Server(env={"MAX_HOLDS_PER_STUDENT": "0"}, name="list-ties") as srv:
+        student = uid("stu")
+        token = srv.token(student, "student")
+        start, end = slot(12, 10)
+        holds = [srv.hold(srv.put_instructor(f"ins-{i}-{uid('t')}"), start, end, student=student) for i in range(10)]
+        items = _all_pages(srv, token, 1, student_uuid=student)
+        eq([b["uuid"] for b in items], sorted((h.uuid for h in holds), reverse=True),
+           "every hold once, by uuid within the one start")
