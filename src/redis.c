@@ -82,10 +82,9 @@ struct slk_redis {
     struct cmd_list failing;
     size_t alive; /* command objects not yet freed; bounded by SLK_REDIS_MAX_PENDING */
     int handles_open;
-    bool write_due;             /* commands wait in hiredis' buffer for the end of this loop iteration */
-    bool flushing;              /* inside that flush: a write hiredis could not finish must wait for the socket */
+    bool flushing;              /* inside on_flush: a write hiredis could not finish must wait for the socket */
     uv_idle_t tick;             /* runs deferred failures and teardowns outside any hiredis callback */
-    uv_prepare_t flush;         /* sends them before the loop next waits for I/O */
+    uv_prepare_t flush;         /* active while commands wait in hiredis' buffer: sends them before the loop waits */
     uv_timer_t connect_timer;   /* connect deadline */
     uv_timer_t reconnect_timer; /* backoff */
     /* One timer for all in-flight commands: they share one timeout and are answered in order, so the oldest
@@ -294,7 +293,6 @@ static void ev_add_write(void *data)
     redisAsyncContext *ac = p->context;
     struct slk_redis *r = ac != NULL ? ac->data : NULL;
     if (r != NULL && r->ac == ac && !r->flushing && (ac->c.flags & REDIS_CONNECTED)) {
-        r->write_due = true;
         uv_prepare_start(&r->flush, on_flush);
         return;
     }
@@ -507,9 +505,6 @@ static void on_flush(uv_prepare_t *prepare)
 {
     struct slk_redis *r = prepare->data;
     uv_prepare_stop(prepare);
-    if (!r->write_due)
-        return;
-    r->write_due = false;
     /* hiredis would take a connect still in progress for done (0.14 reads only SO_ERROR). */
     if (r->ac == NULL || !(r->ac->c.flags & REDIS_CONNECTED))
         return;
