@@ -1,10 +1,8 @@
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "slk/auth.h"
@@ -52,25 +50,12 @@ static char *dup_or_null(const char *s, size_t len)
 #define SESSION_PREFIX "sess_"
 #define SESSION_PREFIX_LEN (sizeof(SESSION_PREFIX) - 1)
 
-/* Lower case only: an upper-case id would not come back the same from its bytes. */
-static int lower_hex_value(char c)
-{
-    return isupper((unsigned char)c) ? -1 : OPENSSL_hexchar2int((unsigned char)c);
-}
-
 int slk_session_pack(const char *session, unsigned char out[SLK_SESSION_BYTES])
 {
     if (strlen(session) != SESSION_PREFIX_LEN + 2 * SLK_SESSION_BYTES ||
         memcmp(session, SESSION_PREFIX, SESSION_PREFIX_LEN) != 0)
         return SLK_EINVAL;
-    const char *hex = session + SESSION_PREFIX_LEN;
-    for (size_t i = 0; i < SLK_SESSION_BYTES; i++) {
-        int hi = lower_hex_value(hex[2 * i]), lo = lower_hex_value(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return SLK_EINVAL;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
+    return slk_hex_decode_lower(out, session + SESSION_PREFIX_LEN, SLK_SESSION_BYTES);
 }
 
 /* A damaged 'sid' leaves the session empty rather than the whole hold unreadable (its expiry, cancel, listing). */

@@ -93,10 +93,21 @@ void slk_uuid_format(const unsigned char bytes[16], char out[37])
     *p = '\0';
 }
 
-/* Lower case only: an upper-case uuid would not come back the same from its bytes. */
 static int lower_hex(char c)
 {
     return isupper((unsigned char)c) ? -1 : OPENSSL_hexchar2int((unsigned char)c);
+}
+
+int slk_hex_decode_lower(unsigned char *out, const char *hex, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        /* A terminator stops at the first digit: the second is never read past it. */
+        int hi = lower_hex(hex[2 * i]), lo = hi < 0 ? -1 : lower_hex(hex[2 * i + 1]);
+        if (lo < 0)
+            return SLK_EINVAL;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
 }
 
 int slk_uuid_bytes(const char *uuid, unsigned char out[16])
@@ -106,12 +117,10 @@ int slk_uuid_bytes(const char *uuid, unsigned char out[16])
     for (size_t g = 0; g < SLK_ARRAY_SIZE(uuid_groups); g++) {
         if (g > 0 && *p++ != '-')
             return SLK_EINVAL;
-        for (size_t i = 0; i < uuid_groups[g]; i++, p += 2) {
-            int hi = lower_hex(p[0]), lo = hi < 0 ? -1 : lower_hex(p[1]);
-            if (lo < 0)
-                return SLK_EINVAL;
-            out[off++] = (unsigned char)(hi << 4 | lo);
-        }
+        if (slk_hex_decode_lower(out + off, p, uuid_groups[g]) != 0)
+            return SLK_EINVAL;
+        p += 2 * uuid_groups[g];
+        off += uuid_groups[g];
     }
     return *p == '\0' ? 0 : SLK_EINVAL;
 }

@@ -89,6 +89,9 @@ int slk_uuid_valid(const char *s, size_t len);
 void slk_uuid_canonical(const char *uuid, char out[37]);
 /* 2 * len lower-case hex digits of in at out (no terminator). */
 void slk_hex_encode(char *out, const unsigned char *in, size_t len);
+/* The len bytes of 2 * len lower-case hex digits at hex; SLK_EINVAL for any other character (upper case would not
+ * come back the same from its bytes). */
+int slk_hex_decode_lower(unsigned char *out, const char *hex, size_t len) SLK_MUST_CHECK;
 /* prefix + 32 random hex chars, into out (needs strlen(prefix)+33). */
 int slk_random_token(char *out, size_t outlen, const char *prefix) SLK_MUST_CHECK;
 /* ^[A-Za-z0-9._:-]{1,64}$ */
