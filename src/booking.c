@@ -388,11 +388,10 @@ int slk_listing_member_parse(const char *member, size_t len, char instructor[SLK
         memcpy(uuid, rest, 36);
         uuid[36] = '\0';
     } else if (rlen == PACKED_UUID_LEN) {
-        unsigned char text[PACKED_UUID_LEN + 1], bytes[PACKED_UUID_LEN];
-        memcpy(text, rest, PACKED_UUID_LEN);
-        text[PACKED_UUID_LEN] = '\0';
+        unsigned char bytes[PACKED_UUID_LEN];
         /* 24 characters decode to 18 bytes, the last two from the padding. */
-        if (memcmp(text + PACKED_UUID_LEN - 2, "==", 2) != 0 || EVP_DecodeBlock(bytes, text, PACKED_UUID_LEN) != 18)
+        if (memcmp(rest + PACKED_UUID_LEN - 2, "==", 2) != 0 ||
+            EVP_DecodeBlock(bytes, (const unsigned char *)rest, PACKED_UUID_LEN) != 18)
             return SLK_EINVAL;
         slk_uuid_format(bytes, uuid);
     } else {
