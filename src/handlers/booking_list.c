@@ -246,10 +246,16 @@ static void on_index_trimmed(void *data, redisReply *r, const char *err)
     (void)err;
 }
 
+/* The listing index this request reads: the student's or the instructor's. Returns the key's length. */
+static int index_key(const struct list_op *op, char key[SLK_KEY_MAX])
+{
+    return op->by_student ? slk_key_student_holds(key, op->who) : slk_key_instructor_holds(key, op->who);
+}
+
 static void drop_entry(struct list_op *op, const char *member)
 {
     char key[SLK_KEY_MAX];
-    int len = op->by_student ? slk_key_student_holds(key, op->who) : slk_key_instructor_holds(key, op->who);
+    int len = index_key(op, key);
     const char *argv[3] = {"ZREM", key, member};
     size_t lens[3] = {4, (size_t)len, strlen(member)};
     if (slk_redis_command_argv(op->req->worker->redis, on_index_trimmed, NULL, 3, argv, lens) != 0)
@@ -383,7 +389,7 @@ static void on_ties(void *data, redisReply *r, const char *err)
 static void read_ties(struct list_op *op, const char *score, size_t score_len)
 {
     char key[SLK_KEY_MAX];
-    int len = op->by_student ? slk_key_student_holds(key, op->who) : slk_key_instructor_holds(key, op->who);
+    int len = index_key(op, key);
     const char *argv[4] = {"ZRANGEBYSCORE", key, score, score};
     size_t lens[4] = {13, (size_t)len, score_len, score_len};
     op->horizon = true;
@@ -436,7 +442,7 @@ static void trim_index(struct list_op *op, const char *key, size_t len)
 static void query_redis(struct list_op *op)
 {
     char key[SLK_KEY_MAX], max[24], min[24], count[16];
-    int len = op->by_student ? slk_key_student_holds(key, op->who) : slk_key_instructor_holds(key, op->who);
+    int len = index_key(op, key);
     trim_index(op, key, (size_t)len);
     int64_t upper = op->cursor_start < op->to_ms ? op->cursor_start : op->to_ms;
     /* Past starts can no longer be live holds: never read them. */
