@@ -217,7 +217,7 @@ static const char move_sql[] =
     "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
     "$8::timestamptz[], $9::jsonb[], $10::text[]) WITH ORDINALITY "
     "AS u(booking_uuid, instructor_id, student_id, type, status, actor_id, actor_role, occurred_at, data, "
-    "dedupe_key, n) ORDER BY u.n ON CONFLICT (dedupe_key) DO NOTHING";
+    "dedupe_key, n) ORDER BY u.n ON CONFLICT (booking_uuid, dedupe_key) DO NOTHING";
 
 /*
  * Column col of the batch's rows as a Postgres array literal: every element

@@ -233,6 +233,28 @@ def test_moved_events_keep_their_text_exactly():
         eq(got, f"{actor if actor else '<null>'}|ins-q|cancelled|true", f"moved row of actor {actor!r}")
 
 
+def test_an_event_moved_twice_is_recorded_once():
+    # The mover is at least once and two servers may both notice one expiry: a one-off event (here cancelled)
+    # that reaches the stream twice is one row; a repeatable one (extended) is one row per stream entry.
+    shared()
+    u = str(uuid_mod.uuid4())
+    at = int(time.time() * 1000)
+    fields = ["uuid", u, "instructor", "ins-d", "student", "stu-d", "actor", "stu-d", "role", "student", "at", at,
+              "start", at + 86400000, "end", at + 90000000]
+    for kind in ("cancelled", "cancelled", "extended", "extended"):
+        redis_cli("XADD", "{slk:outbox}:stream", "*", *fields, "type", kind, "status", kind)
+    count = f"SELECT count(*) FROM booking_events WHERE booking_uuid = '{u}'"
+    wait_until(lambda: psql(count) == "3", RECORDED_WITHIN_S, interval=0.1, what=f"events of {u} moved")
+    # A later mover pass (the stream's next entries) must not add to them.
+    v = str(uuid_mod.uuid4())
+    redis_cli("XADD", "{slk:outbox}:stream", "*", *fields[2:], "uuid", v, "type", "cancelled", "status",
+              "cancelled")
+    wait_until(lambda: psql(f"SELECT count(*) FROM booking_events WHERE booking_uuid = '{v}'") == "1",
+               RECORDED_WITHIN_S, interval=0.1, what=f"event of {v} moved")
+    eq(psql(f"SELECT string_agg(type, ',' ORDER BY id) FROM booking_events WHERE booking_uuid = '{u}'"),
+       "cancelled,extended,extended", "events of a booking whose events reached the stream twice")
+
+
 def test_events_hidden_from_strangers():
     srv = shared()
     ins = srv.put_instructor()
