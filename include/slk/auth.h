@@ -79,6 +79,8 @@ int slk_signature_make(char *out, size_t outlen, const char *body, size_t body_l
 int slk_random_bytes(void *buf, size_t len) SLK_MUST_CHECK;
 /* Random UUID v4, lower-case, into out[37]. */
 int slk_uuid_v4(char out[37]) SLK_MUST_CHECK;
+/* UUID v7 for unix_ms (time-ordered, 74 random bits), lower-case, into out[37]: booking ids. */
+int slk_uuid_v7(char out[37], int64_t unix_ms) SLK_MUST_CHECK;
 /* The canonical (lower-case) text of 16 uuid bytes, into out[37]. */
 void slk_uuid_format(const unsigned char bytes[16], char out[37]);
 /* The 16 bytes of a lower-case canonical uuid; SLK_EINVAL for anything else (upper case would not come back). */

@@ -599,7 +599,8 @@ static struct create_op *create_op_new(struct slk_request *req)
     op->req = req;
     slk_booking_init(&op->b);
     snprintf(op->b.status, sizeof(op->b.status), "payment_required");
-    if (slk_uuid_v4(op->b.uuid) != 0 || slk_random_token(op->b.session, sizeof(op->b.session), "sess_") != 0) {
+    if (slk_uuid_v7(op->b.uuid, slk_clock_now_ms()) != 0 ||
+        slk_random_token(op->b.session, sizeof(op->b.session), "sess_") != 0) {
         free(op);
         return NULL;
     }

@@ -59,6 +59,25 @@ def test_get_hold_shows_booking_fields():
         parse_ts(b.get(f), f)
 
 
+def test_booking_ids_are_uuid_v7_in_the_order_they_were_made():
+    # SPEC: booking uuids are v4 or v7. v7 (the creation time's milliseconds first) keeps the Postgres indexes
+    # on booking uuids growing at one edge; ids made later sort after.
+    srv = shared()
+    ins = srv.put_instructor()
+    made = []
+    for hour in (9, 11):
+        h = srv.hold(ins, *slot(7, hour))
+        b = expect_ok(srv.get_booking(h.uuid, token=h.student_token), 200)
+        made.append((h.uuid, parse_ts(b.get("created_at"), "created_at")))
+        time.sleep(0.01)
+    for u, created in made:
+        eq(u[14], "7", f"version of {u}")
+        check(u[19] in "89ab", f"variant of {u}")
+        at = dt.datetime.fromtimestamp(int(u[:8] + u[9:13], 16) / 1000, dt.timezone.utc)
+        check(abs((at - created).total_seconds()) < 2, f"{u} says {at}, the booking was created at {created}")
+    check(made[0][0] < made[1][0], f"the later id sorts first: {made}")
+
+
 def test_price_is_written_as_the_client_sent_it():
     # 19.99 is no exact double: written through a double with 17 digits it came out as 19.989999999999998.
     srv = shared()

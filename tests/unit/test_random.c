@@ -55,6 +55,38 @@ static void test_uuid_format_version_variant(void **state)
         assert_string_not_equal(ids[i - 1], ids[i]);
 }
 
+/* Booking ids: the millisecond in the first 48 bits (they sort by it), version 7, variant 10, the rest random. */
+static void test_uuid_v7_time_ordered(void **state)
+{
+    (void)state;
+    static char ids[N_UUIDS][37];
+    const int64_t base = 1795393225683; /* 2026-11-23T00:20:25.683Z = 0x01a2 05c6 83d3 */
+    unsigned seen_variant = 0;
+    for (int i = 0; i < N_UUIDS; i++) {
+        char *u = ids[i];
+        assert_int_equal(slk_uuid_v7(u, base + i / 4), 0); /* four ids per millisecond */
+        assert_int_equal(strlen(u), 36);
+        assert_true(slk_uuid_valid(u, 36));
+        unsigned char b[16];
+        assert_int_equal(slk_uuid_bytes(u, b), 0);
+        int64_t ms = 0;
+        for (int k = 0; k < 6; k++)
+            ms = ms << 8 | b[k];
+        assert_int_equal(ms, base + i / 4);
+        assert_int_equal(u[14], '7');
+        int variant = hex_nibble(u[19]);
+        assert_int_equal(variant & 0xc, 0x8);
+        seen_variant |= 1u << (variant & 3);
+        if (i > 0 && i % 4 == 0)
+            assert_true(strcmp(ids[i - 1], u) < 0); /* a later millisecond sorts after */
+    }
+    assert_memory_equal(ids[0], "01a205c6-83d3-7", 15);
+    assert_int_equal(seen_variant, 0xf);
+    qsort(ids, N_UUIDS, sizeof(ids[0]), cmp_str);
+    for (int i = 1; i < N_UUIDS; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]); /* ids of one millisecond differ in their random bits */
+}
+
 /* A booking uuid goes to its 16 bytes and back unchanged; only lower-case canonical text has bytes. */
 static void test_uuid_bytes_round_trip(void **state)
 {
@@ -220,6 +252,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid_format_version_variant),
+        cmocka_unit_test(test_uuid_v7_time_ordered),
         cmocka_unit_test(test_uuid_bytes_round_trip),
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_random_token),
