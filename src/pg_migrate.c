@@ -1,15 +1,26 @@
 /*
  * Schema migrations with blocking libpq, run once before the event loops
  * start. A session-level advisory lock serialises concurrent migrators:
- * the second one waits, then finds every version recorded and does nothing.
+ * the second one waits (take_lock), then finds every version recorded and
+ * does nothing.
  * Migration files must not contain their own BEGIN/COMMIT: each runs inside
  * the transaction that also records its version, so it applies entirely or
  * not at all.
+ *
+ * A file whose first line is CONCURRENT_MARK runs outside any transaction
+ * instead, one statement at a time (a statement ends with ';' at the end of a
+ * line), for CREATE INDEX CONCURRENTLY, which PostgreSQL refuses inside one:
+ * an index built in a transaction holds off every write to its table until
+ * the build ends (minutes on a large table). Its version is recorded after its
+ * last statement, so a failure or a crash runs it again from the start: each
+ * statement must be safe to repeat.
  */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -18,6 +29,8 @@
 #include "slk/pg.h"
 
 #define MAX_VERSION_LEN 128
+#define CONCURRENT_MARK "-- slotlock: concurrently\n"
+#define LOCK_POLL_NS 50000000L /* 50 ms between tries for the migration lock */
 
 static void set_error(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -95,6 +108,42 @@ static int version_of(const char *name, char *version, size_t size)
     return 0;
 }
 
+static bool runs_concurrently(const struct slk_embedded_file *f)
+{
+    size_t n = strlen(CONCURRENT_MARK);
+    return f->len >= n && memcmp(f->data, CONCURRENT_MARK, n) == 0;
+}
+
+/* The length of the statement at p: through the first ';' that ends a line, or to the end. */
+static size_t statement_len(const char *p, const char *end)
+{
+    for (const char *q = p; q < end; q++) {
+        if (*q == ';' && (q + 1 == end || q[1] == '\n'))
+            return (size_t)(q + 1 - p);
+    }
+    return (size_t)(end - p);
+}
+
+static int apply_concurrently(PGconn *pg, const struct slk_embedded_file *f, const char *version, char *errbuf,
+                              size_t errlen)
+{
+    const char *p = f->data, *end = f->data + f->len;
+    while (p < end) {
+        size_t len = statement_len(p, end);
+        char *sql = strndup(p, len);
+        if (sql == NULL) {
+            set_error(errbuf, errlen, "%s: out of memory", version);
+            return SLK_ENOMEM;
+        }
+        int rc = exec_ok(pg, sql, version, errbuf, errlen); /* comments alone are an empty query: fine */
+        free(sql);
+        if (rc != 0)
+            return rc;
+        p += len;
+    }
+    return record_version(pg, version, errbuf, errlen);
+}
+
 static int apply_one(PGconn *pg, const struct slk_embedded_file *f, char *errbuf, size_t errlen)
 {
     char version[MAX_VERSION_LEN];
@@ -105,6 +154,12 @@ static int apply_one(PGconn *pg, const struct slk_embedded_file *f, char *errbuf
     int applied = is_applied(pg, version, errbuf, errlen);
     if (applied != 0)
         return applied < 0 ? applied : 0;
+    if (runs_concurrently(f)) {
+        int rc = apply_concurrently(pg, f, version, errbuf, errlen);
+        if (rc == 0)
+            slk_log(SLK_LOG_INFO, "migration applied", "version", version, "transaction", "none", NULL);
+        return rc;
+    }
     if (exec_ok(pg, "BEGIN", version, errbuf, errlen) != 0)
         return SLK_EIO;
     if (exec_ok(pg, f->data, version, errbuf, errlen) != 0 || record_version(pg, version, errbuf, errlen) != 0)
@@ -118,11 +173,40 @@ fail:
     return SLK_EIO;
 }
 
+/*
+ * Polled with pg_try_advisory_lock, not waited for in pg_advisory_lock: a
+ * migrator waiting inside a statement holds a snapshot, and CREATE INDEX
+ * CONCURRENTLY in the one holding the lock waits for every older snapshot to
+ * go: the two would deadlock. Between polls a waiting session holds nothing.
+ */
+static int take_lock(PGconn *pg, char *errbuf, size_t errlen)
+{
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%lld)", SLK__PG_MIGRATE_LOCK_KEY);
+    bool said = false;
+    for (;;) {
+        PGresult *res = PQexec(pg, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            set_error(errbuf, errlen, "advisory lock: %s",
+                      res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+            PQclear(res);
+            return SLK_EIO;
+        }
+        bool taken = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (taken)
+            return 0;
+        if (!said)
+            slk_log(SLK_LOG_INFO, "waiting for another process's migrations", NULL);
+        said = true;
+        nanosleep(&(struct timespec){.tv_nsec = LOCK_POLL_NS}, NULL);
+    }
+}
+
 static int lock_and_apply(PGconn *pg, const struct slk_embedded_file *files, size_t nfiles, char *errbuf, size_t errlen)
 {
     char sql[96];
-    snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%lld)", SLK__PG_MIGRATE_LOCK_KEY);
-    if (exec_ok(pg, sql, "advisory lock", errbuf, errlen) != 0)
+    if (take_lock(pg, errbuf, errlen) != 0)
         return SLK_EIO;
     int err = exec_ok(pg,
                       "CREATE TABLE IF NOT EXISTS schema_migrations ("

@@ -624,6 +624,87 @@ static void test_migrate_failure_rolls_back(void **state)
     drop_database("slk_test_migrate_failure", conninfo);
 }
 
+/*
+ * A file marked "-- slotlock: concurrently" runs statement by statement
+ * outside a transaction (PostgreSQL refuses CREATE INDEX CONCURRENTLY inside
+ * one), is recorded only once its last statement succeeded, and runs again
+ * from its first statement after a failure.
+ */
+static void test_migrate_concurrently_marked_file(void **state)
+{
+    SLK_UNUSED(state);
+    char *conninfo = create_database("slk_test_migrate_marked");
+    static const char table[] = "CREATE TABLE t (x int, y int);\nINSERT INTO t VALUES (1, 2);";
+    static const char bad[] = "-- slotlock: concurrently\n"
+                              "-- a comment; not the statement's end\n"
+                              "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_x ON t (x);\n"
+                              "CREATE INDEX CONCURRENTLY t_y ON t (no_such_column);\n";
+    static const char good[] = "-- slotlock: concurrently\n"
+                               "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_x ON t (x);\n"
+                               "DROP INDEX CONCURRENTLY IF EXISTS t_y;\n"
+                               "CREATE UNIQUE INDEX CONCURRENTLY t_y ON t (y);\n";
+    struct slk_embedded_file files[] = {{"001_t.sql", table, sizeof(table) - 1}, {"002_idx.sql", bad, sizeof(bad) - 1}};
+    char err[256], v[128];
+    assert_int_equal(slk__pg_migrate_files(conninfo, files, 2, err, sizeof(err)), SLK_EIO);
+    assert_non_null(strstr(err, "no_such_column"));
+    scalar(conninfo, "SELECT string_agg(version, ',') FROM schema_migrations", v, sizeof(v));
+    assert_string_equal(v, "001_t");
+    /* No transaction to roll back: the first index stays. */
+    scalar(conninfo, "SELECT to_regclass('t_x') IS NOT NULL", v, sizeof(v));
+    assert_string_equal(v, "t");
+
+    files[1].data = good;
+    files[1].len = sizeof(good) - 1;
+    assert_int_equal(slk__pg_migrate_files(conninfo, files, 2, err, sizeof(err)), 0);
+    scalar(conninfo, "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations", v, sizeof(v));
+    assert_string_equal(v, "001_t,002_idx");
+    scalar(conninfo,
+           "SELECT string_agg(c.relname || ':' || i.indisvalid || ':' || i.indisunique, ',' ORDER BY c.relname) "
+           "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 't'::regclass",
+           v, sizeof(v));
+    assert_string_equal(v, "t_x:true:false,t_y:true:true");
+    /* Recorded: a third run changes nothing. */
+    assert_int_equal(slk__pg_migrate_files(conninfo, files, 2, err, sizeof(err)), 0);
+    drop_database("slk_test_migrate_marked", conninfo);
+}
+
+/* A database at 004 with events in booking_events reaches 006: one unique index, every row kept. */
+static void test_migrate_upgrades_booking_events_with_rows(void **state)
+{
+    SLK_UNUSED(state);
+    char *conninfo = create_database("slk_test_migrate_events");
+    size_t before_005 = 0;
+    while (before_005 < slk_sql_files_count && strncmp(slk_sql_files[before_005].name, "005_", 4) != 0)
+        before_005++;
+    assert_true(before_005 < slk_sql_files_count);
+    char err[256], v[256];
+    assert_int_equal(slk__pg_migrate_files(conninfo, slk_sql_files, before_005, err, sizeof(err)), 0);
+    scalar(conninfo,
+           "WITH ins AS (INSERT INTO booking_events (booking_uuid, instructor_id, student_id, type, status, "
+           "actor_role, occurred_at, dedupe_key) SELECT u, 'i', 's', 'held', 'payment_required', 'student', now(), "
+           "CASE WHEN g <= 400 THEN u || ':held' END FROM (SELECT g, gen_random_uuid() u FROM generate_series(1, "
+           "500) g) x RETURNING 1) SELECT count(*) FROM ins",
+           v, sizeof(v));
+    assert_int_equal(slk_pg_migrate(conninfo, err, sizeof(err)), 0);
+    scalar(conninfo,
+           "SELECT string_agg(c.relname || ':' || i.indisvalid || ':' || i.indisunique, ',' ORDER BY c.relname) "
+           "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'booking_events'::regclass",
+           v, sizeof(v));
+    assert_string_equal(v, "booking_events_booking_dedupe:true:true,booking_events_pending:true:false,"
+                           "booking_events_pkey:true:true");
+    scalar(conninfo, "SELECT count(*) || '/' || count(dedupe_key) FROM booking_events", v, sizeof(v));
+    assert_string_equal(v, "500/400");
+    /* The mover's repeat of a recorded event adds nothing. */
+    scalar(conninfo,
+           "WITH again AS (INSERT INTO booking_events (booking_uuid, instructor_id, student_id, type, status, "
+           "actor_role, occurred_at, dedupe_key) SELECT booking_uuid, 'i', 's', 'held', 'payment_required', "
+           "'student', now(), dedupe_key FROM booking_events WHERE dedupe_key IS NOT NULL "
+           "ON CONFLICT (booking_uuid, dedupe_key) DO NOTHING RETURNING 1) SELECT count(*) FROM again",
+           v, sizeof(v));
+    assert_string_equal(v, "0");
+    drop_database("slk_test_migrate_events", conninfo);
+}
+
 static void ignore_notice(void *arg, const char *message)
 {
     SLK_UNUSED(arg);
@@ -658,6 +739,8 @@ int main(void)
         cmocka_unit_test(test_migrate_twice_is_noop),
         cmocka_unit_test(test_migrate_concurrently),
         cmocka_unit_test(test_migrate_failure_rolls_back),
+        cmocka_unit_test(test_migrate_concurrently_marked_file),
+        cmocka_unit_test(test_migrate_upgrades_booking_events_with_rows),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(admin);
