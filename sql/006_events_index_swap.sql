@@ -1,6 +1,10 @@
 -- slotlock schema, version 006: booking_events' two indexes keyed by a random
 -- uuid give way to the one 005 built (each a brief lock: nothing is built here).
 
+-- Both need the table to themselves for a moment; behind a long transaction
+-- they would queue every insert after them: give up instead (the server's
+-- start retries the migration).
+SET LOCAL lock_timeout = '5s';
 DROP INDEX IF EXISTS booking_events_booking;
 ALTER TABLE booking_events DROP CONSTRAINT IF EXISTS booking_events_dedupe_key_key;
 
