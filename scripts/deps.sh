@@ -8,7 +8,7 @@
 SLK_DEPS_PACKAGES=(
     gcc libc6-dev pkg-config meson ninja-build
     libuv1-dev libhiredis-dev libpq-dev node-llhttp libjansson-dev
-    libssl-dev libicu-dev libcmocka-dev
+    libssl-dev libicu-dev libjemalloc-dev libcmocka-dev
     redis-server redis-tools postgresql postgresql-contrib
     python3 curl openssl procps util-linux
 )
