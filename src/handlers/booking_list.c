@@ -263,8 +263,8 @@ static void drop_entry(struct list_op *op, const char *member)
 }
 
 #define MEMBER_MAX (2 * SLK_MAX_ID_LEN + 2)
-/* A cursor or horizon at a start with this uuid stands below every booking of that start (no v4 or v7 uuid is all zeros):
- * a page that ends there goes on with the earlier starts. */
+/* A cursor or horizon at a start with this uuid stands below every booking of that start (no v4 or v7 uuid is all
+ * zeros): a page that ends there goes on with the earlier starts. */
 #define BELOW_EVERY_UUID "00000000-0000-0000-0000-000000000000"
 
 struct record_read {
