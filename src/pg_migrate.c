@@ -144,6 +144,20 @@ static int apply_concurrently(PGconn *pg, const struct slk_embedded_file *f, con
     return record_version(pg, version, errbuf, errlen);
 }
 
+/* f and its version in one transaction: all or nothing. */
+static int apply_in_transaction(PGconn *pg, const struct slk_embedded_file *f, const char *version, char *errbuf,
+                                size_t errlen)
+{
+    if (exec_ok(pg, "BEGIN", version, errbuf, errlen) != 0)
+        return SLK_EIO;
+    if (exec_ok(pg, f->data, version, errbuf, errlen) != 0 || record_version(pg, version, errbuf, errlen) != 0 ||
+        exec_ok(pg, "COMMIT", version, errbuf, errlen) != 0) {
+        PQclear(PQexec(pg, "ROLLBACK"));
+        return SLK_EIO;
+    }
+    return 0;
+}
+
 static int apply_one(PGconn *pg, const struct slk_embedded_file *f, char *errbuf, size_t errlen)
 {
     char version[MAX_VERSION_LEN];
@@ -154,23 +168,11 @@ static int apply_one(PGconn *pg, const struct slk_embedded_file *f, char *errbuf
     int applied = is_applied(pg, version, errbuf, errlen);
     if (applied != 0)
         return applied < 0 ? applied : 0;
-    if (runs_concurrently(f)) {
-        int rc = apply_concurrently(pg, f, version, errbuf, errlen);
-        if (rc == 0)
-            slk_log(SLK_LOG_INFO, "migration applied", "version", version, "transaction", "none", NULL);
-        return rc;
-    }
-    if (exec_ok(pg, "BEGIN", version, errbuf, errlen) != 0)
-        return SLK_EIO;
-    if (exec_ok(pg, f->data, version, errbuf, errlen) != 0 || record_version(pg, version, errbuf, errlen) != 0)
-        goto fail;
-    if (exec_ok(pg, "COMMIT", version, errbuf, errlen) != 0)
-        goto fail;
-    slk_log(SLK_LOG_INFO, "migration applied", "version", version, NULL);
-    return 0;
-fail:
-    PQclear(PQexec(pg, "ROLLBACK"));
-    return SLK_EIO;
+    int rc = runs_concurrently(f) ? apply_concurrently(pg, f, version, errbuf, errlen)
+                                  : apply_in_transaction(pg, f, version, errbuf, errlen);
+    if (rc == 0)
+        slk_log(SLK_LOG_INFO, "migration applied", "version", version, NULL);
+    return rc;
 }
 
 /*
