@@ -64,22 +64,27 @@ void slk_hex_encode(char *out, const unsigned char *in, size_t len)
     }
 }
 
+/* RFC 9562 section 4: the version in the high nibble of byte 6, variant 10xx in byte 8; then the text. */
+static void uuid_finish(unsigned char b[16], unsigned version, char out[37])
+{
+    b[6] = (unsigned char)((b[6] & 0x0f) | version << 4);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    slk_uuid_format(b, out);
+}
+
 int slk_uuid_v4(char out[37])
 {
     unsigned char b[16];
     int rc = slk_random_bytes(b, sizeof(b));
     if (rc != 0)
         return rc;
-    /* RFC 4122 section 4.4: version 4 in the high nibble of byte 6, variant 10xx in byte 8. */
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    slk_uuid_format(b, out);
+    uuid_finish(b, 4, out);
     return 0;
 }
 
 /*
  * RFC 9562 section 5.7: the unix time in milliseconds, big-endian, in the
- * first 48 bits, then version 7, variant 10 and 74 random bits. Ids made one
+ * first 48 bits, then the version, the variant and 74 random bits. Ids made one
  * after another sort near each other, so the btrees that index them in
  * Postgres grow at their right edge instead of on random pages; the random
  * bits still make an id impossible to guess.
@@ -93,9 +98,7 @@ int slk_uuid_v7(char out[37], int64_t unix_ms)
     uint64_t ms = unix_ms > 0 ? (uint64_t)unix_ms : 0;
     for (int i = 5; i >= 0; i--, ms >>= 8)
         b[i] = (unsigned char)(ms & 0xff);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    slk_uuid_format(b, out);
+    uuid_finish(b, 7, out);
     return 0;
 }
 
