@@ -361,7 +361,7 @@ int slk_key_student_holds(char *buf, const char *student)
 
 #define PACKED_UUID_LEN 24 /* base64 of 16 bytes, padded */
 
-int slk_student_listing_member(char *buf, const char *instructor, const char *uuid)
+int slk_hold_member(char *buf, const char *instructor, const char *uuid)
 {
     size_t ilen = strlen(instructor);
     unsigned char bytes[16];
@@ -376,7 +376,7 @@ int slk_student_listing_member(char *buf, const char *instructor, const char *uu
     return (int)(ilen + 1) + EVP_EncodeBlock((unsigned char *)buf + ilen + 1, bytes, sizeof(bytes));
 }
 
-int slk_listing_member_parse(const char *member, size_t len, char instructor[SLK_MAX_ID_LEN + 1], char uuid[37])
+int slk_hold_member_parse(const char *member, size_t len, char instructor[SLK_MAX_ID_LEN + 1], char uuid[37])
 {
     const char *slash = memchr(member, '/', len);
     size_t ilen = slash != NULL ? (size_t)(slash - member) : 0;

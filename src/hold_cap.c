@@ -74,7 +74,7 @@ static void on_admitted(void *data, redisReply *r, const char *err)
 int slk_hold_cap_admit(struct slk_worker *w, const struct slk_booking *b, slk_hold_cap_cb cb, void *data)
 {
     char key[SLK_KEY_MAX], old[SLK_KEY_MAX], start[24], member[SLK_LISTING_MEMBER_MAX];
-    if (cap_keys(key, old, b->student) < 0 || slk_student_listing_member(member, b->instructor, b->uuid) < 0)
+    if (cap_keys(key, old, b->student) < 0 || slk_hold_member(member, b->instructor, b->uuid) < 0)
         return SLK_EINVAL;
     slk_format_i64(start, b->start_ms);
     int cap = w->cfg->max_holds_per_student;

@@ -139,6 +139,12 @@ struct move_row {
     char key[128];
 };
 
+/* An expiry check to schedule: the hold, and the first ms of the list it waits in. */
+struct due_entry {
+    int64_t list_ms;
+    char member[SLK_LISTING_MEMBER_MAX];
+};
+
 struct move_batch {
     struct slk_outbox *o;
     size_t n;   /* stream entries read */
@@ -147,8 +153,7 @@ struct move_batch {
     struct move_row *rows;
     const char **params; /* MOVE_COLUMNS per row */
     size_t n_rows;
-    /* ZADD arguments scheduling the expiry checks of the batch's held/extended events: score, member pairs. */
-    char **due;
+    struct due_entry *due; /* the expiry checks of the batch's held/extended events */
     size_t due_n;
 };
 
@@ -161,8 +166,6 @@ static void move_done(struct move_batch *m)
     for (size_t i = 0; i < m->n; i++)
         free(m->ids[i]);
     free(m->ids);
-    for (size_t i = 0; i < m->due_n; i++)
-        free(m->due[i]);
     free(m->due);
     free(m->rows);
     free(m->params);
@@ -279,26 +282,68 @@ static void on_due_scheduled(void *data, redisReply *r, const char *err)
         slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", redis_error_text(r, err), NULL);
 }
 
+/* The first ms of the list whose checks are due from at on. */
+static int64_t due_list_ms(int64_t at)
+{
+    return at - at % SLK_OUTBOX_DUE_LIST_MS;
+}
+
+static void due_list_key(char *buf, size_t cap, int64_t list_ms)
+{
+    snprintf(buf, cap, SLK_OUTBOX_DUE_LIST_PREFIX "%" PRId64, list_ms);
+}
+
+/* Appends n expiry checks to the list of list_ms (lua/outbox_schedule.lua). */
+static int schedule_checks(struct slk_redis *redis, int64_t list_ms, const char **members, size_t n)
+{
+    char key[64], from[24];
+    due_list_key(key, sizeof(key), list_ms);
+    slk_format_i64(from, list_ms);
+    const char **args = malloc((n + 1) * sizeof(*args));
+    if (args == NULL)
+        return SLK_ENOMEM;
+    args[0] = from;
+    memcpy(&args[1], members, n * sizeof(*args));
+    const char *keys[2] = {SLK_OUTBOX_DUE_LISTS_KEY, key};
+    int rc = slk_script_eval(redis, SLK_SCRIPT_OUTBOX_SCHEDULE, on_due_scheduled, NULL, 2, keys, NULL, (int)n + 1, args,
+                             NULL);
+    free(args);
+    return rc;
+}
+
+static int due_entry_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct due_entry *)a)->list_ms, y = ((const struct due_entry *)b)->list_ms;
+    return (x > y) - (x < y);
+}
+
 /*
  * A moved hold (or extension) gets its expiry check here, before its stream
  * entry is deleted: a batch that fails in between is moved and scheduled
- * again, and the dedupe key and ZADD absorb the repeat.
+ * again, and the dedupe key and the claim absorb the repeat. One script per
+ * list the batch's checks fall in (holds taken together mostly share one).
  */
 static void schedule_due(struct move_batch *m)
 {
     if (m->due_n == 0)
         return;
-    const char **argv = malloc((m->due_n + 2) * sizeof(*argv));
-    if (argv == NULL) {
+    const char **members = malloc(m->due_n * sizeof(*members));
+    if (members == NULL) {
         slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", "out of memory", NULL);
         return;
     }
-    argv[0] = "ZADD";
-    argv[1] = SLK_OUTBOX_DUE_KEY;
-    memcpy(&argv[2], m->due, m->due_n * sizeof(*argv));
-    if (slk_redis_command_argv(m->o->w->redis, on_due_scheduled, NULL, (int)m->due_n + 2, argv, NULL) != 0)
-        slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", "not queued", NULL);
-    free(argv);
+    qsort(m->due, m->due_n, sizeof(*m->due), due_entry_cmp);
+    for (size_t i = 0; i < m->due_n; i++)
+        members[i] = m->due[i].member;
+    for (size_t first = 0, i = 1; i <= m->due_n; i++) {
+        if (i < m->due_n && m->due[i].list_ms == m->due[first].list_ms)
+            continue;
+        int rc = schedule_checks(m->o->w->redis, m->due[first].list_ms, &members[first], i - first);
+        if (rc != 0)
+            slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", slk_strerror(rc), NULL);
+        first = i;
+    }
+    free(members);
 }
 
 static void on_moved(void *data, PGresult *res, const char *err)
@@ -375,28 +420,23 @@ static bool entry_ok(const redisReply *e)
 }
 
 /* A hold or an extension: its expiry check is due when it lapses. */
-static int collect_due(struct move_batch *m, const struct slk__outbox_event *ev)
+static void collect_due(struct move_batch *m, const struct slk__outbox_event *ev)
 {
     if (!ev->has_expires || !is_hold_type(ev->type))
-        return 0;
-    char expires[24], member[SLK_MAX_ID_LEN + 1 + 37];
-    slk_format_i64(expires, ev->expires_ms);
-    snprintf(member, sizeof(member), "%s/%s", ev->instructor, ev->uuid);
-    m->due[m->due_n] = strdup(expires);
-    m->due[m->due_n + 1] = strdup(member);
-    if (m->due[m->due_n] == NULL || m->due[m->due_n + 1] == NULL) {
-        free(m->due[m->due_n]);
-        free(m->due[m->due_n + 1]);
-        return SLK_ENOMEM;
+        return;
+    struct due_entry *d = &m->due[m->due_n];
+    if (slk_hold_member(d->member, ev->instructor, ev->uuid) < 0) {
+        slk_log(SLK_LOG_WARN, "expiry check not scheduled", "booking", ev->uuid, "error", "id too long", NULL);
+        return;
     }
-    m->due_n += 2;
-    return 0;
+    d->list_ms = due_list_ms(ev->expires_ms);
+    m->due_n++;
 }
 
 static int collect_entries(struct move_batch *m, const redisReply *r)
 {
     m->ids = calloc(r->elements, sizeof(*m->ids));
-    m->due = calloc(2 * r->elements, sizeof(*m->due));
+    m->due = calloc(r->elements, sizeof(*m->due));
     m->rows = calloc(r->elements, sizeof(*m->rows));
     m->params = calloc(r->elements * MOVE_COLUMNS, sizeof(*m->params));
     if (m->ids == NULL || m->due == NULL || m->rows == NULL || m->params == NULL)
@@ -415,8 +455,7 @@ static int collect_entries(struct move_batch *m, const redisReply *r)
             continue;
         }
         entry_row(e->element[0]->str, row, &m->params[m->n_rows * MOVE_COLUMNS]);
-        if (collect_due(m, &row->ev) != 0)
-            return SLK_ENOMEM;
+        collect_due(m, &row->ev);
         m->n_rows++;
     }
     return 0;
@@ -538,8 +577,9 @@ static void on_unlisted(void *data, redisReply *r, const char *err)
  */
 static void unlist(struct due_check *c)
 {
-    char key[SLK_KEY_MAX];
-    const char *argv[4] = {"ZREM", key, c->member, c->uuid}; /* the instructor's index: earlier long form, uuid */
+    char key[SLK_KEY_MAX], text[SLK_LISTING_MEMBER_MAX];
+    snprintf(text, sizeof(text), "%s/%s", c->instructor, c->uuid); /* as earlier versions named a hold */
+    const char *argv[4] = {"ZREM", key, text, c->uuid};            /* the instructor's index names it by uuid */
     slk_key_instructor_holds(key, c->instructor);
     if (slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 4, argv, NULL) != 0)
         return;
@@ -548,31 +588,39 @@ static void unlist(struct due_check *c)
     /* The student's key: the listing's member as this server writes it and as earlier versions did (the uuid's
      * text), and the cap's entry, whose hold no longer counts (so the key goes with its last hold, expiry or not). */
     char member[SLK_LISTING_MEMBER_MAX];
-    const char *zrem[5] = {"ZREM", key, member, c->member, c->uuid};
+    const char *zrem[5] = {"ZREM", key, member, text, c->uuid};
     slk_key_student_holds(key, c->b.student);
-    if (slk_student_listing_member(member, c->instructor, c->uuid) < 0 ||
+    if (slk_hold_member(member, c->instructor, c->uuid) < 0 ||
         slk_redis_command_argv(c->o->w->redis, on_unlisted, NULL, 5, zrem, NULL) != 0)
         slk_log(SLK_LOG_DEBUG, "ended hold not unlisted for its student", "booking", c->uuid, NULL);
 }
 
-/* score NULL: the check is finished; else it runs again at score. */
-static void due_update(struct due_check *c, const char *score)
+/* The check's claim ends: whatever it decided is on its way to Redis (sent before this on one connection). */
+static void drop_claim(struct due_check *c)
 {
-    if (score == NULL)
-        unlist(c);
-    const char *zadd[4] = {"ZADD", SLK_OUTBOX_DUE_KEY, score, c->member};
     const char *zrem[3] = {"ZREM", SLK_OUTBOX_DUE_KEY, c->member};
-    int rc = score != NULL ? slk_redis_command_argv(c->o->w->redis, on_due_updated, c, 4, zadd, NULL)
-                           : slk_redis_command_argv(c->o->w->redis, on_due_updated, c, 3, zrem, NULL);
-    if (rc != 0)
+    if (slk_redis_command_argv(c->o->w->redis, on_due_updated, c, 3, zrem, NULL) != 0)
         check_done(c);
 }
 
+static void check_finished(struct due_check *c)
+{
+    unlist(c);
+    drop_claim(c);
+}
+
+/* The hold lives on (extended, or a payment in progress): checked again at at. When the list cannot be written,
+ * the claim stays and its lease brings the check back. */
 static void due_again_at(struct due_check *c, int64_t at)
 {
-    char score[24];
-    snprintf(score, sizeof(score), "%" PRId64, at);
-    due_update(c, score);
+    char member[SLK_LISTING_MEMBER_MAX];
+    const char *members[1] = {member};
+    if (slk_hold_member(member, c->instructor, c->uuid) < 0 ||
+        schedule_checks(c->o->w->redis, due_list_ms(at), members, 1) != 0) {
+        check_done(c);
+        return;
+    }
+    drop_claim(c);
 }
 
 static void on_expired_recorded(void *data, redisReply *r, const char *err)
@@ -584,7 +632,7 @@ static void on_expired_recorded(void *data, redisReply *r, const char *err)
         check_done(c); /* the member's lease brings it back */
         return;
     }
-    due_update(c, NULL);
+    check_finished(c);
 }
 
 static void on_units_touched(void *data, redisReply *r, const char *err)
@@ -629,7 +677,7 @@ static void on_confirming_checked(void *data, PGresult *res, const char *err)
         return;
     }
     if (PQntuples(res) > 0)
-        due_update(c, NULL);
+        check_finished(c);
     else
         record_expired(c);
 }
@@ -654,7 +702,7 @@ static void on_due_record(void *data, redisReply *r, const char *err)
     }
     int rc = slk_booking_from_hash(&c->b, r, c->instructor, c->uuid);
     if (rc != 0 || c->b.in_pg) {
-        due_update(c, NULL); /* gone (retention), damaged, or Postgres owns it and its trigger tells */
+        check_finished(c); /* gone (retention), damaged, or Postgres owns it and its trigger tells */
         return;
     }
     if (strcmp(c->b.status, "payment_required") == 0) {
@@ -672,25 +720,40 @@ static void on_due_record(void *data, redisReply *r, const char *err)
         record_expired(c); /* a late payment found its time taken (pin.lua) */
         return;
     }
-    due_update(c, NULL); /* paid, cancelled or failed: someone else recorded it */
+    check_finished(c); /* paid, cancelled or failed: someone else recorded it */
+}
+
+static void on_damaged_dropped(void *data, redisReply *r, const char *err)
+{
+    (void)data;
+    if (is_redis_error(r, err))
+        slk_log(SLK_LOG_DEBUG, "damaged expiry check not removed (claimed again later)", "error",
+                redis_error_text(r, err), NULL);
+}
+
+/* A member no check can read would come back with every lease: it goes. */
+static void drop_damaged(struct slk_outbox *o, const char *member, size_t len)
+{
+    const char *argv[3] = {"ZREM", SLK_OUTBOX_DUE_KEY, member};
+    const size_t lens[3] = {4, strlen(SLK_OUTBOX_DUE_KEY), len};
+    slk_log(SLK_LOG_WARN, "damaged expiry check dropped", NULL);
+    if (slk_redis_command_argv(o->w->redis, on_damaged_dropped, NULL, 3, argv, lens) != 0)
+        slk_log(SLK_LOG_DEBUG, "damaged expiry check not removed (claimed again later)", NULL);
 }
 
 static void check_start(struct slk_outbox *o, const char *member, size_t len, int64_t now)
 {
-    const char *slash = memchr(member, '/', len);
-    size_t ilen = slash != NULL ? (size_t)(slash - member) : 0;
-    if (slash == NULL || ilen == 0 || ilen > SLK_MAX_ID_LEN || len - ilen - 1 != 36) {
-        slk_log(SLK_LOG_WARN, "damaged expiry check dropped", NULL);
-        return;
-    }
     struct due_check *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return;
+    if (len >= sizeof(c->member) || slk_hold_member_parse(member, len, c->instructor, c->uuid) != 0) {
+        free(c);
+        drop_damaged(o, member, len);
+        return;
+    }
     c->o = o;
     c->now = now;
     memcpy(c->member, member, len);
-    memcpy(c->instructor, member, ilen);
-    memcpy(c->uuid, slash + 1, 36);
     slk_booking_init(&c->b);
     o->sweeping++;
     slk__outbox_ref(o);
@@ -701,9 +764,11 @@ static void check_start(struct slk_outbox *o, const char *member, size_t len, in
         check_done(c);
 }
 
+/* One sweep: find the lists whose time has passed, then claim checks from them and from the claims' set. */
 struct sweep {
     struct slk_outbox *o;
     int64_t now;
+    bool lists_full; /* as many lists found as one sweep drains: more may be due */
 };
 
 static void on_due(void *data, redisReply *r, const char *err)
@@ -714,7 +779,7 @@ static void on_due(void *data, redisReply *r, const char *err)
         if (err != slk_redis_err_disconnected && err != slk_redis_err_shutdown)
             slk_log(SLK_LOG_WARN, "expiry checks not read", "error", redis_error_text(r, err), NULL);
     } else if (!o->stopping) {
-        o->sweep_more = r->elements >= SLK_OUTBOX_SWEEP_BATCH;
+        o->sweep_more = r->elements >= SLK_OUTBOX_SWEEP_BATCH || s->lists_full;
         for (size_t i = 0; i < r->elements; i++)
             if (r->element[i]->type == REDIS_REPLY_STRING)
                 check_start(o, r->element[i]->str, r->element[i]->len, s->now);
@@ -730,6 +795,56 @@ static void on_sweep_tick(uv_timer_t *t)
         sweep_start(o);
 }
 
+static void sweep_abandon(struct sweep *s)
+{
+    struct slk_outbox *o = s->o;
+    free(s);
+    sweep_step_done(o);
+}
+
+/* A list's name in SLK_OUTBOX_DUE_LISTS_KEY: its first ms, as our own decimal text. */
+static bool due_list_name_ok(const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 19)
+        return false;
+    for (size_t i = 0; i < e->len; i++)
+        if (e->str[i] < '0' || e->str[i] > '9')
+            return false;
+    return true;
+}
+
+/* Claims up to a batch of checks: those whose time passed in the claims' set, then from the lists found. */
+static void on_due_lists(void *data, redisReply *r, const char *err)
+{
+    struct sweep *s = data;
+    if (is_redis_error(r, err) || r->type != REDIS_REPLY_ARRAY || s->o->stopping) {
+        if (is_redis_error(r, err) && err != slk_redis_err_disconnected && err != slk_redis_err_shutdown)
+            slk_log(SLK_LOG_WARN, "expiry checks not read", "error", redis_error_text(r, err), NULL);
+        sweep_abandon(s);
+        return;
+    }
+    char now[24], lease[24], limit[16], list_keys[SLK_OUTBOX_SWEEP_LISTS][64];
+    const char *keys[2 + SLK_OUTBOX_SWEEP_LISTS] = {SLK_OUTBOX_DUE_KEY, SLK_OUTBOX_DUE_LISTS_KEY};
+    const char *args[3 + SLK_OUTBOX_SWEEP_LISTS] = {now, lease, limit};
+    int lists = 0;
+    for (size_t i = 0; i < r->elements && lists < SLK_OUTBOX_SWEEP_LISTS; i++) {
+        const redisReply *e = r->element[i];
+        if (!due_list_name_ok(e))
+            continue;
+        snprintf(list_keys[lists], sizeof(list_keys[lists]), SLK_OUTBOX_DUE_LIST_PREFIX "%s", e->str);
+        keys[2 + lists] = list_keys[lists];
+        args[3 + lists] = e->str;
+        lists++;
+    }
+    s->lists_full = lists == SLK_OUTBOX_SWEEP_LISTS;
+    slk_format_i64(now, s->now);
+    slk_format_i64(lease, s->now + SLK_OUTBOX_DUE_LEASE_MS);
+    snprintf(limit, sizeof(limit), "%d", SLK_OUTBOX_SWEEP_BATCH);
+    if (slk_script_eval(s->o->w->redis, SLK_SCRIPT_OUTBOX_DUE, on_due, s, 2 + lists, keys, NULL, 3 + lists, args,
+                        NULL) != 0)
+        sweep_abandon(s);
+}
+
 static void sweep_start(struct slk_outbox *o)
 {
     o->sweep_more = false;
@@ -738,19 +853,15 @@ static void sweep_start(struct slk_outbox *o)
         return;
     s->o = o;
     s->now = slk_clock_now_ms();
-    char now[24], lease[24], limit[16];
-    snprintf(now, sizeof(now), "%" PRId64, s->now);
-    snprintf(lease, sizeof(lease), "%" PRId64, s->now + SLK_OUTBOX_DUE_LEASE_MS);
-    snprintf(limit, sizeof(limit), "%d", SLK_OUTBOX_SWEEP_BATCH);
-    const char *keys[1] = {SLK_OUTBOX_DUE_KEY};
-    const char *args[3] = {now, lease, limit};
     o->sweeping++;
     slk__outbox_ref(o);
-    if (slk_script_eval(o->w->redis, SLK_SCRIPT_OUTBOX_DUE, on_due, s, 1, keys, NULL, 3, args, NULL) != 0) {
-        free(s);
-        o->sweeping--;
-        slk__outbox_unref(o);
-    }
+    /* A list is due once its last ms passed. */
+    char last_due[24], limit[16];
+    slk_format_i64(last_due, s->now - SLK_OUTBOX_DUE_LIST_MS);
+    snprintf(limit, sizeof(limit), "%d", SLK_OUTBOX_SWEEP_LISTS);
+    const char *argv[7] = {"ZRANGEBYSCORE", SLK_OUTBOX_DUE_LISTS_KEY, "-inf", last_due, "LIMIT", "0", limit};
+    if (slk_redis_command_argv(o->w->redis, on_due_lists, s, 7, argv, NULL) != 0)
+        sweep_abandon(s);
 }
 
 /* Start and stop */

@@ -15,9 +15,13 @@
 
 #include "slk/common.h"
 
-/* Redis keys: one hash tag, so both live on one Cluster node. */
+/* Redis keys: one hash tag, so all live on one Cluster node. */
 #define SLK_OUTBOX_STREAM_KEY "{slk:outbox}:stream"
+/* Expiry checks claimed (by lease end) or re-checked (lua/outbox_due.lua); earlier versions kept all here. */
 #define SLK_OUTBOX_DUE_KEY "{slk:outbox}:due"
+/* Expiry checks waiting: a list per quarter second, named by its first ms, and the names of those that exist. */
+#define SLK_OUTBOX_DUE_LIST_PREFIX "{slk:outbox}:due:"
+#define SLK_OUTBOX_DUE_LISTS_KEY "{slk:outbox}:due:lists"
 
 /* Limits. */
 #define SLK_OUTBOX_STREAM_MAXLEN "1000000" /* events waiting for Postgres; beyond, the oldest are trimmed */
@@ -26,6 +30,8 @@
 #define SLK_OUTBOX_SWEEP_MS 1000
 #define SLK_OUTBOX_SWEEP_BATCH 256    /* expiry checks per sweep (a full one is followed by the next at once) */
 #define SLK_OUTBOX_DUE_LEASE_MS 30000 /* a claimed expiry check comes due again after this */
+#define SLK_OUTBOX_DUE_LIST_MS 250    /* the time one list of waiting expiry checks covers */
+#define SLK_OUTBOX_SWEEP_LISTS 16     /* lists drained per sweep */
 #define SLK_OUTBOX_DISPATCH_MS 250
 #define SLK_OUTBOX_MAX_DELIVERIES 8     /* webhook requests in flight (different bookings) */
 #define SLK_OUTBOX_LEASE_EXTRA_MS 10000 /* a claimed event waits webhook_timeout_ms + this before a re-claim */

@@ -34,6 +34,7 @@ static struct slk_script scripts[SLK_SCRIPT__COUNT] = {
     [SLK_SCRIPT_RATE_LIMIT] = {.name = "rate_limit"},
     [SLK_SCRIPT_IDEMPOTENCY] = {.name = "idempotency"},
     [SLK_SCRIPT_OUTBOX_DUE] = {.name = "outbox_due"},
+    [SLK_SCRIPT_OUTBOX_SCHEDULE] = {.name = "outbox_schedule"},
 };
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 

@@ -93,18 +93,18 @@ int slk_key_index(char *buf, const char *uuid);
 int slk_key_instructor_holds(char *buf, const char *instructor);
 int slk_key_student_holds(char *buf, const char *student);
 /*
- * A student's listing names each hold '<instructor>/<uuid>', with the uuid as the base64 of its 16 bytes (24
- * characters): a uuid-named instructor's member then stays within the 64 bytes up to which Redis keeps a sorted
- * set compact (zset-max-listpack-value); with the uuid's text the student's listing of a single hold took ~1 KB.
- * Returns the length written into buf (SLK_LISTING_MEMBER_MAX), or SLK_EINVAL for an id too long. A uuid not in
- * lower-case canonical form is written as text.
+ * A hold named '<instructor>/<uuid>', with the uuid as the base64 of its 16 bytes (24 characters), as a
+ * student's listing and the expiry schedule name it: a uuid-named instructor's member then stays within the 64
+ * bytes up to which Redis keeps a sorted set compact (zset-max-listpack-value); with the uuid's text the
+ * student's listing of a single hold took ~1 KB. Returns the length written into buf (SLK_LISTING_MEMBER_MAX),
+ * or SLK_EINVAL for an id too long. A uuid not in lower-case canonical form is written as text.
  */
 #define SLK_LISTING_MEMBER_MAX (SLK_MAX_ID_LEN + 1 + 36 + 1)
-int slk_student_listing_member(char *buf, const char *instructor, const char *uuid) SLK_MUST_CHECK;
-/* Either form of '<instructor>/<uuid>' (the uuid's text, as earlier versions and the expiry schedule write it, or
- * its base64): the instructor and the uuid's text. SLK_EINVAL for a damaged member. */
-int slk_listing_member_parse(const char *member, size_t len, char instructor[SLK_MAX_ID_LEN + 1],
-                             char uuid[37]) SLK_MUST_CHECK;
+int slk_hold_member(char *buf, const char *instructor, const char *uuid) SLK_MUST_CHECK;
+/* Either form of '<instructor>/<uuid>' (the uuid's text, as earlier versions wrote it, or its base64): the instructor
+ * and the uuid's text. SLK_EINVAL for a damaged member. */
+int slk_hold_member_parse(const char *member, size_t len, char instructor[SLK_MAX_ID_LEN + 1],
+                          char uuid[37]) SLK_MUST_CHECK;
 /* Where earlier versions counted a student's live holds (uuid by expiry); the cap's entries now share the
  * student's listing key (lua/hold_cap.lua). Still counted until its entries lapse. */
 int slk_key_student_live(char *buf, const char *student);

@@ -332,7 +332,7 @@ static bool member_hold(const struct list_op *op, const char *member, size_t len
                         char uuid[37])
 {
     if (memchr(member, '/', len) != NULL)
-        return slk_listing_member_parse(member, len, instructor, uuid) == 0;
+        return slk_hold_member_parse(member, len, instructor, uuid) == 0;
     if (op->by_student || !slk_uuid_valid(member, len))
         return false;
     memcpy(uuid, member, 36);

@@ -3,6 +3,7 @@
 (signed like R-PAY, retried with backoff, at least once, in order per
 booking)."""
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -120,7 +121,8 @@ def quiet_backlog():
     Redis-side events and expiry checks they left (thousands after the bench tests), so a webhook server started
     now works on this test's events only and not on a backlog of unknown size."""
     port = urllib.parse.urlparse(os.environ["REDIS_URL"]).port
-    resp_command(port, "DEL", "{slk:outbox}:stream", "{slk:outbox}:due")
+    lists = redis_cli("KEYS", "{slk:outbox}:due:*").split()
+    resp_command(port, "DEL", "{slk:outbox}:stream", "{slk:outbox}:due", *lists)
     psql("UPDATE booking_events SET delivered_at = now() WHERE delivered_at IS NULL")
 
 
@@ -299,6 +301,55 @@ def test_extended_hold_expires_at_its_new_time():
     new_exp = parse_ts(expect_ok(r)["hold_expires_at"])
     evs = wait_types(srv, h.uuid, ["held", "extended", "expired"], bound=20.0)
     check(parse_ts(evs[2]["occurred_at"]) >= new_exp, f"expired before the extended expiry {new_exp}: {evs}")
+
+
+def due_list_of(h):
+    """The expiry schedule's list the hold's check waits in (a quarter second each, named by its first ms), and
+    the hold's member there: '<instructor>/<the uuid's 16 bytes in base64>'."""
+    ms = int(parse_ts(h.data["hold_expires_at"]).timestamp() * 1000)
+    first = ms - ms % 250
+    member = f"{h.instructor}/{base64.b64encode(uuid_mod.UUID(h.uuid).bytes).decode()}"
+    return first, member
+
+
+@timeout(60)
+def test_expiry_checks_wait_in_lists_of_their_time_not_in_one_set_of_all_holds():
+    # The issue's scale rule: no structure whose cost grows with all live holds. A moved hold's check is appended
+    # to the list of its quarter second and named in the index of lists; the set of claimed checks stays out of it.
+    srv = shared()
+    ins = srv.put_instructor(hold_seconds=600)
+    holds = [srv.hold(ins, *slot(9, 20 + i)) for i in range(3)]
+    for h in holds:
+        wait_types(srv, h.uuid, ["held"])
+    for h in holds:
+        first, member = due_list_of(h)
+        key = f"{{slk:outbox}}:due:{first}"
+        wait_until(lambda: member in redis_cli("LRANGE", key, "0", "-1").split(), RECORDED_WITHIN_S,
+                   what=f"{h.uuid}'s check in {key}")
+        eq(redis_cli("ZSCORE", "{slk:outbox}:due:lists", str(first)), str(first), f"{key} is named in the index")
+        eq(redis_cli("ZSCORE", "{slk:outbox}:due", member), "", "a waiting check is not in the claims' set")
+        eq(redis_cli("ZSCORE", "{slk:outbox}:due", f"{ins}/{h.uuid}"), "", "nor under the uuid's text")
+
+
+@timeout(60)
+def test_an_expiry_check_left_by_an_earlier_version_still_runs():
+    # Servers before the lists kept every check in the one sorted set, '<instructor>/<uuid>' by expiry: after an
+    # upgrade those still run, and leave the set once done.
+    srv = shared()
+    ins = srv.put_instructor(hold_seconds=2)
+    h = srv.hold(ins, *slot(9, 30))
+    wait_types(srv, h.uuid, ["held"])
+    first, member = due_list_of(h)
+    key = f"{{slk:outbox}}:due:{first}"
+    wait_until(lambda: redis_cli("LREM", key, "0", member) == "1", RECORDED_WITHIN_S,
+               what=f"{h.uuid}'s check taken out of {key}")
+    legacy = f"{ins}/{h.uuid}"
+    ms = int(parse_ts(h.data["hold_expires_at"]).timestamp() * 1000)
+    eq(redis_cli("ZADD", "{slk:outbox}:due", str(ms), legacy), "1", "the check as an earlier version wrote it")
+    evs = wait_types(srv, h.uuid, ["held", "expired"], bound=15.0)
+    check(parse_ts(evs[1]["occurred_at"]) >= parse_ts(h.data["hold_expires_at"]), f"expired too early: {evs}")
+    wait_until(lambda: redis_cli("ZSCORE", "{slk:outbox}:due", legacy) == "", RECORDED_WITHIN_S,
+               what="the finished check gone from the set")
 
 
 @timeout(90)

@@ -394,36 +394,36 @@ static void test_student_listing_member(void **state)
     (void)state;
     const char *ins = "3f2504e0-4f89-41d3-9a0c-0305e82c3301", *uuid = "82e6fabc-6019-49a5-8d51-ef74ee966540";
     char m[SLK_LISTING_MEMBER_MAX], got_ins[SLK_MAX_ID_LEN + 1], got_uuid[37];
-    int n = slk_student_listing_member(m, ins, uuid);
+    int n = slk_hold_member(m, ins, uuid);
     assert_int_equal(n, 36 + 1 + 24);
     assert_true(n <= 64); /* Redis keeps a sorted set of such members compact */
     assert_int_equal((int)strlen(m), n);
     assert_memory_equal(m, "3f2504e0-4f89-41d3-9a0c-0305e82c3301/", 37);
-    assert_int_equal(slk_listing_member_parse(m, (size_t)n, got_ins, got_uuid), 0);
+    assert_int_equal(slk_hold_member_parse(m, (size_t)n, got_ins, got_uuid), 0);
     assert_string_equal(got_ins, ins);
     assert_string_equal(got_uuid, uuid);
 
     /* The text form earlier versions wrote, and the expiry schedule still writes. */
     char old[128];
     n = snprintf(old, sizeof(old), "%s/%s", "ins-1", uuid);
-    assert_int_equal(slk_listing_member_parse(old, (size_t)n, got_ins, got_uuid), 0);
+    assert_int_equal(slk_hold_member_parse(old, (size_t)n, got_ins, got_uuid), 0);
     assert_string_equal(got_ins, "ins-1");
     assert_string_equal(got_uuid, uuid);
 
     /* A uuid its bytes would not give back (upper case) stays text. */
     const char *upper = "82E6FABC-6019-49A5-8D51-EF74EE966540";
-    n = slk_student_listing_member(m, "ins-1", upper);
+    n = slk_hold_member(m, "ins-1", upper);
     assert_int_equal(n, 5 + 1 + 36);
-    assert_int_equal(slk_listing_member_parse(m, (size_t)n, got_ins, got_uuid), 0);
+    assert_int_equal(slk_hold_member_parse(m, (size_t)n, got_ins, got_uuid), 0);
     assert_string_equal(got_uuid, upper);
 
     /* Every uuid's bytes come back, whatever base64 characters they make ('/' and '+' included). */
     for (int i = 0; i < 2000; i++) {
         char u[37];
         assert_int_equal(slk_uuid_v4(u), 0);
-        n = slk_student_listing_member(m, ins, u);
+        n = slk_hold_member(m, ins, u);
         assert_int_equal(n, 61);
-        assert_int_equal(slk_listing_member_parse(m, (size_t)n, got_ins, got_uuid), 0);
+        assert_int_equal(slk_hold_member_parse(m, (size_t)n, got_ins, got_uuid), 0);
         assert_string_equal(got_ins, ins);
         assert_string_equal(got_uuid, u);
     }
@@ -433,11 +433,11 @@ static void test_student_listing_member(void **state)
                          "ins-1/gub6/LxgSaWNUe90ZpZUQA", /* 24 characters, no padding */
                          "ins-1/82e6fabc-6019-49a5-8d51-ef74ee96654g"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
-        assert_int_equal(slk_listing_member_parse(bad[i], strlen(bad[i]), got_ins, got_uuid), SLK_EINVAL);
+        assert_int_equal(slk_hold_member_parse(bad[i], strlen(bad[i]), got_ins, got_uuid), SLK_EINVAL);
     char longid[SLK_MAX_ID_LEN + 2];
     memset(longid, 'i', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = '\0';
-    assert_int_equal(slk_student_listing_member(m, longid, uuid), SLK_EINVAL);
+    assert_int_equal(slk_hold_member(m, longid, uuid), SLK_EINVAL);
 }
 
 int main(void)
