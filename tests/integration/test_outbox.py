@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -350,6 +351,52 @@ def test_an_expiry_check_left_by_an_earlier_version_still_runs():
     check(parse_ts(evs[1]["occurred_at"]) >= parse_ts(h.data["hold_expires_at"]), f"expired too early: {evs}")
     wait_until(lambda: redis_cli("ZSCORE", "{slk:outbox}:due", legacy) == "", RECORDED_WITHIN_S,
                what="the finished check gone from the set")
+
+
+LUA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lua")
+SCRIPT_DB = "13"  # a database of the test Redis no server uses
+
+
+def run_script(name, keys, args):
+    """lua/<name>.lua run by redis-cli in SCRIPT_DB; its --raw output as lines."""
+    url = os.environ["REDIS_URL"]
+    p = subprocess.run(["redis-cli", "-u", url, "-n", SCRIPT_DB, "--raw", "--eval", os.path.join(LUA_DIR, name + ".lua"),
+                        *keys, ",", *[str(a) for a in args]], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 0 and "ERR" not in p.stdout, f"{name}.lua failed: {p.stdout} {p.stderr}")
+    return p.stdout.split()
+
+
+def script_db(*args):
+    url = os.environ["REDIS_URL"]
+    p = subprocess.run(["redis-cli", "-u", url, "-n", SCRIPT_DB, "--raw", *[str(a) for a in args]],
+                       capture_output=True, text=True, timeout=10)
+    check(p.returncode == 0, f"redis-cli {args[0]} failed: {p.stderr}")
+    return p.stdout.split()
+
+
+@timeout(30)
+def test_the_claim_takes_each_check_once_and_forgets_drained_lists():
+    # The schedule's two scripts on their own: a hold listed twice in one list (its extension's check and its
+    # re-check) is claimed once; a check already claimed is left to that claim; a drained list leaves the index,
+    # one that still holds checks stays in it; checks written by earlier versions come first.
+    script_db("FLUSHDB")
+    claims, lists = "{slk:outbox}:due", "{slk:outbox}:due:lists"
+    eq(run_script("outbox_schedule", [lists, "{slk:outbox}:due:1000"], [1000, "i/a", "i/b", "i/a"]), ["3"], "listed")
+    eq(run_script("outbox_schedule", [lists, "{slk:outbox}:due:2000"], [2000, "i/c", "i/d", "i/e"]), ["3"], "listed")
+    eq(script_db("ZRANGE", lists, 0, -1, "WITHSCORES"), ["1000", "1000", "2000", "2000"], "both lists named")
+    script_db("ZADD", claims, 500, "i/old", 99999, "i/d")  # an earlier version's check; a claim on i/d
+    got = run_script("outbox_due", [claims, lists, "{slk:outbox}:due:1000", "{slk:outbox}:due:2000"],
+                     [1500, 31500, 4, 1000, 2000])
+    eq(got, ["i/old", "i/a", "i/b", "i/c"], "claimed: the earlier version's check first, each hold once")
+    eq(script_db("EXISTS", "{slk:outbox}:due:1000"), ["0"], "the drained list is gone")
+    eq(script_db("LRANGE", "{slk:outbox}:due:2000", 0, -1), ["i/d", "i/e"], "the rest waits")
+    eq(script_db("ZRANGE", lists, 0, -1), ["2000"], "only the list that still holds checks stays named")
+    eq(script_db("ZRANGE", claims, 0, -1, "WITHSCORES"),
+       ["i/a", "31500", "i/b", "31500", "i/c", "31500", "i/old", "31500", "i/d", "99999"], "claimed until 31500")
+    got = run_script("outbox_due", [claims, lists, "{slk:outbox}:due:2000"], [2500, 32500, 10, 2000])
+    eq(got, ["i/e"], "i/d is left to its claim")
+    eq(script_db("ZRANGE", lists, 0, -1), [], "no list left")
+    script_db("FLUSHDB")
 
 
 @timeout(90)
