@@ -12,7 +12,7 @@
 -- ARGV[3]  hold uuid
 -- ARGV[4]  hold expiry, unix ms
 -- ARGV[5]  start, unix ms
--- ARGV[6]  listing member (slk_student_listing_member)
+-- ARGV[6]  listing member (slk_hold_member)
 --
 -- Entries whose hold has lapsed drop out here, so an abandoned hold frees its
 -- place by itself. A uuid already present is admitted again with the new

@@ -1,8 +1,8 @@
 -- outbox_due.lua: claim holds whose expiry check is due.
 --
--- Checks wait in lists of a quarter second each (outbox_schedule.lua), so no
--- structure grows with all live holds: a list is appended to and drained
--- from its head, and a member costs its bytes only.
+-- Checks wait in lists of a quarter second each (outbox_schedule.lua): a
+-- list is appended to and drained from its head, so no step costs more with
+-- more live holds, and a waiting check costs its member's bytes only.
 --
 -- KEYS[1]  {slk:outbox}:due         checks with a time of their own: claimed ones (until their lease ends)
 --          and those written by earlier versions (one sorted set of all holds); members scored by when due
@@ -16,7 +16,8 @@
 -- ARGV[4..] the first ms of each list in KEYS[3..], as named in KEYS[2]
 --
 -- A member listed again while a check of it is claimed or waits in KEYS[1]
--- is left to that check. Returns the claimed members.
+-- is left to that check, due again by ARGV[2] at the latest. Returns the
+-- claimed members.
 local want = tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, want)
 for _, member in ipairs(due) do
@@ -31,6 +32,10 @@ for i = 3, #KEYS do
         for _, member in ipairs(popped) do
             if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], member) == 1 then
                 due[#due + 1] = member
+            else
+                -- left to that claim, which comes due again by this lease's end at the latest (a claim
+                -- leased by a clock far ahead would otherwise swallow every later listing of its hold)
+                redis.call('ZADD', KEYS[1], 'LT', ARGV[2], member)
             end
         end
     end

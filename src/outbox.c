@@ -155,6 +155,8 @@ struct move_batch {
     size_t n_rows;
     struct due_entry *due; /* the expiry checks of the batch's held/extended events */
     size_t due_n;
+    int scheduling;       /* schedule scripts not answered yet */
+    bool schedule_failed; /* one was refused: the batch stays in the stream, to be moved and scheduled again */
 };
 
 static void move_start(struct slk_outbox *o);
@@ -275,17 +277,10 @@ static int move_arrays(const struct move_batch *m, char *arrays[MOVE_COLUMNS])
     return 0;
 }
 
-static void on_due_scheduled(void *data, redisReply *r, const char *err)
-{
-    (void)data;
-    if (is_redis_error(r, err))
-        slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", redis_error_text(r, err), NULL);
-}
-
 /* The first ms of the list whose checks are due from at on. */
 static int64_t due_list_ms(int64_t at)
 {
-    return at - at % SLK_OUTBOX_DUE_LIST_MS;
+    return at > 0 ? at - at % SLK_OUTBOX_DUE_LIST_MS : 0;
 }
 
 static void due_list_key(char *buf, size_t cap, int64_t list_ms)
@@ -293,20 +288,22 @@ static void due_list_key(char *buf, size_t cap, int64_t list_ms)
     snprintf(buf, cap, SLK_OUTBOX_DUE_LIST_PREFIX "%" PRId64, list_ms);
 }
 
-/* Appends n expiry checks to the list of list_ms (lua/outbox_schedule.lua). */
-static int schedule_checks(struct slk_redis *redis, int64_t list_ms, const char **members, size_t n)
+/* Appends n expiry checks to the list of list_ms and ends the claim named (NULL: none) in the same step
+ * (lua/outbox_schedule.lua). */
+static int schedule_checks(struct slk_redis *redis, int64_t list_ms, const char *claim, const char **members, size_t n,
+                           slk_redis_cb cb, void *data)
 {
     char key[64], from[24];
     due_list_key(key, sizeof(key), list_ms);
     slk_format_i64(from, list_ms);
-    const char **args = malloc((n + 1) * sizeof(*args));
+    const char **args = malloc((n + 2) * sizeof(*args));
     if (args == NULL)
         return SLK_ENOMEM;
     args[0] = from;
-    memcpy(&args[1], members, n * sizeof(*args));
-    const char *keys[2] = {SLK_OUTBOX_DUE_LISTS_KEY, key};
-    int rc = slk_script_eval(redis, SLK_SCRIPT_OUTBOX_SCHEDULE, on_due_scheduled, NULL, 2, keys, NULL, (int)n + 1, args,
-                             NULL);
+    args[1] = claim != NULL ? claim : "";
+    memcpy(&args[2], members, n * sizeof(*args));
+    const char *keys[3] = {SLK_OUTBOX_DUE_LISTS_KEY, key, SLK_OUTBOX_DUE_KEY};
+    int rc = slk_script_eval(redis, SLK_SCRIPT_OUTBOX_SCHEDULE, cb, data, 3, keys, NULL, (int)n + 2, args, NULL);
     free(args);
     return rc;
 }
@@ -317,33 +314,63 @@ static int due_entry_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The batch's entries leave the stream only once every check of theirs is scheduled. */
+static void schedule_step_done(struct move_batch *m)
+{
+    if (--m->scheduling > 0)
+        return;
+    if (m->schedule_failed) {
+        m->full = false; /* again at the next tick, not at once */
+        move_done(m);
+        return;
+    }
+    delete_moved(m);
+}
+
+static void on_due_scheduled(void *data, redisReply *r, const char *err)
+{
+    struct move_batch *m = data;
+    if (is_redis_error(r, err)) {
+        slk_log(SLK_LOG_WARN, "expiry checks not scheduled (the batch is moved again)", "error",
+                redis_error_text(r, err), NULL);
+        m->schedule_failed = true;
+    }
+    schedule_step_done(m);
+}
+
 /*
- * A moved hold (or extension) gets its expiry check here, before its stream
- * entry is deleted: a batch that fails in between is moved and scheduled
- * again, and the dedupe key and the claim absorb the repeat. One script per
+ * A moved hold (or extension) gets its expiry check here, and its stream
+ * entry is deleted once the check is scheduled: a batch that fails in
+ * between is moved and scheduled again; the dedupe key absorbs the repeated
+ * rows, and a check listed twice runs twice to the same end. One script per
  * list the batch's checks fall in (holds taken together mostly share one).
  */
 static void schedule_due(struct move_batch *m)
 {
-    if (m->due_n == 0)
-        return;
     const char **members = malloc(m->due_n * sizeof(*members));
     if (members == NULL) {
-        slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", "out of memory", NULL);
+        slk_log(SLK_LOG_WARN, "expiry checks not scheduled (the batch is moved again)", "error", "out of memory", NULL);
+        m->full = false;
+        move_done(m);
         return;
     }
     qsort(m->due, m->due_n, sizeof(*m->due), due_entry_cmp);
     for (size_t i = 0; i < m->due_n; i++)
         members[i] = m->due[i].member;
+    m->scheduling = 1; /* held until every script is sent */
     for (size_t first = 0, i = 1; i <= m->due_n; i++) {
         if (i < m->due_n && m->due[i].list_ms == m->due[first].list_ms)
             continue;
-        int rc = schedule_checks(m->o->w->redis, m->due[first].list_ms, &members[first], i - first);
-        if (rc != 0)
-            slk_log(SLK_LOG_WARN, "expiry checks not scheduled", "error", slk_strerror(rc), NULL);
+        m->scheduling++;
+        if (schedule_checks(m->o->w->redis, m->due[first].list_ms, NULL, &members[first], i - first, on_due_scheduled,
+                            m) != 0) {
+            m->schedule_failed = true;
+            m->scheduling--;
+        }
         first = i;
     }
     free(members);
+    schedule_step_done(m);
 }
 
 static void on_moved(void *data, PGresult *res, const char *err)
@@ -356,8 +383,10 @@ static void on_moved(void *data, PGresult *res, const char *err)
         move_done(m);
         return;
     }
-    schedule_due(m);
-    delete_moved(m);
+    if (m->due_n > 0)
+        schedule_due(m);
+    else
+        delete_moved(m);
 }
 
 /*
@@ -595,32 +624,24 @@ static void unlist(struct due_check *c)
         slk_log(SLK_LOG_DEBUG, "ended hold not unlisted for its student", "booking", c->uuid, NULL);
 }
 
-/* The check's claim ends: whatever it decided is on its way to Redis (sent before this on one connection). */
-static void drop_claim(struct due_check *c)
+/* The check is over: nothing that happens to the hold from now on is the check's to record. */
+static void check_finished(struct due_check *c)
 {
+    unlist(c);
     const char *zrem[3] = {"ZREM", SLK_OUTBOX_DUE_KEY, c->member};
     if (slk_redis_command_argv(c->o->w->redis, on_due_updated, c, 3, zrem, NULL) != 0)
         check_done(c);
 }
 
-static void check_finished(struct due_check *c)
-{
-    unlist(c);
-    drop_claim(c);
-}
-
-/* The hold lives on (extended, or a payment in progress): checked again at at. When the list cannot be written,
- * the claim stays and its lease brings the check back. */
+/* The hold lives on (extended, or a payment in progress): checked again at at, and the claim ends in the same
+ * step. When that fails, the claim stays and its lease brings the check back. */
 static void due_again_at(struct due_check *c, int64_t at)
 {
     char member[SLK_LISTING_MEMBER_MAX];
     const char *members[1] = {member};
     if (slk_hold_member(member, c->instructor, c->uuid) < 0 ||
-        schedule_checks(c->o->w->redis, due_list_ms(at), members, 1) != 0) {
+        schedule_checks(c->o->w->redis, due_list_ms(at), c->member, members, 1, on_due_updated, c) != 0)
         check_done(c);
-        return;
-    }
-    drop_claim(c);
 }
 
 static void on_expired_recorded(void *data, redisReply *r, const char *err)
@@ -727,7 +748,7 @@ static void on_damaged_dropped(void *data, redisReply *r, const char *err)
 {
     (void)data;
     if (is_redis_error(r, err))
-        slk_log(SLK_LOG_DEBUG, "damaged expiry check not removed (claimed again later)", "error",
+        slk_log(SLK_LOG_DEBUG, "damaged expiry entry not removed (found again later)", "error",
                 redis_error_text(r, err), NULL);
 }
 
@@ -813,6 +834,18 @@ static bool due_list_name_ok(const redisReply *e)
     return true;
 }
 
+/* A name no list has (only this file writes them) would stand at the head of every sweep's lists: it goes. */
+static void drop_damaged_list(struct slk_outbox *o, const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_STRING)
+        return;
+    const char *argv[3] = {"ZREM", SLK_OUTBOX_DUE_LISTS_KEY, e->str};
+    const size_t lens[3] = {4, strlen(SLK_OUTBOX_DUE_LISTS_KEY), e->len};
+    slk_log(SLK_LOG_WARN, "damaged expiry list name dropped", NULL);
+    if (slk_redis_command_argv(o->w->redis, on_damaged_dropped, NULL, 3, argv, lens) != 0)
+        slk_log(SLK_LOG_DEBUG, "damaged expiry list name not removed", NULL);
+}
+
 /* Claims up to a batch of checks: those whose time passed in the claims' set, then from the lists found. */
 static void on_due_lists(void *data, redisReply *r, const char *err)
 {
@@ -829,14 +862,16 @@ static void on_due_lists(void *data, redisReply *r, const char *err)
     int lists = 0;
     for (size_t i = 0; i < r->elements && lists < SLK_OUTBOX_SWEEP_LISTS; i++) {
         const redisReply *e = r->element[i];
-        if (!due_list_name_ok(e))
+        if (!due_list_name_ok(e)) {
+            drop_damaged_list(s->o, e);
             continue;
+        }
         snprintf(list_keys[lists], sizeof(list_keys[lists]), SLK_OUTBOX_DUE_LIST_PREFIX "%s", e->str);
         keys[2 + lists] = list_keys[lists];
         args[3 + lists] = e->str;
         lists++;
     }
-    s->lists_full = lists == SLK_OUTBOX_SWEEP_LISTS;
+    s->lists_full = r->elements >= SLK_OUTBOX_SWEEP_LISTS;
     slk_format_i64(now, s->now);
     slk_format_i64(lease, s->now + SLK_OUTBOX_DUE_LEASE_MS);
     snprintf(limit, sizeof(limit), "%d", SLK_OUTBOX_SWEEP_BATCH);

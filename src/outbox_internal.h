@@ -17,7 +17,8 @@
 
 /* Redis keys: one hash tag, so all live on one Cluster node. */
 #define SLK_OUTBOX_STREAM_KEY "{slk:outbox}:stream"
-/* Expiry checks claimed (by lease end) or re-checked (lua/outbox_due.lua); earlier versions kept all here. */
+/* Expiry checks claimed at the moment, by their lease's end (lua/outbox_due.lua); earlier versions kept every check
+ * here, by its hold's expiry. */
 #define SLK_OUTBOX_DUE_KEY "{slk:outbox}:due"
 /* Expiry checks waiting: a list per quarter second, named by its first ms, and the names of those that exist. */
 #define SLK_OUTBOX_DUE_LIST_PREFIX "{slk:outbox}:due:"

@@ -337,7 +337,7 @@ def test_an_expiry_check_left_by_an_earlier_version_still_runs():
     # Servers before the lists kept every check in the one sorted set, '<instructor>/<uuid>' by expiry: after an
     # upgrade those still run, and leave the set once done.
     srv = shared()
-    ins = srv.put_instructor(hold_seconds=2)
+    ins = srv.put_instructor(hold_seconds=5)  # room to take the check out of its list before it is due
     h = srv.hold(ins, *slot(9, 30))
     wait_types(srv, h.uuid, ["held"])
     first, member = due_list_of(h)
@@ -377,25 +377,31 @@ def script_db(*args):
 @timeout(30)
 def test_the_claim_takes_each_check_once_and_forgets_drained_lists():
     # The schedule's two scripts on their own: a hold listed twice in one list (its extension's check and its
-    # re-check) is claimed once; a check already claimed is left to that claim; a drained list leaves the index,
-    # one that still holds checks stays in it; checks written by earlier versions come first.
+    # re-check) is claimed once; a check already claimed is left to that claim, whose lease is cut to the new
+    # one's end if it ran further; a drained list leaves the index, one that still holds checks stays in it;
+    # checks written by earlier versions come first; a re-check lists its hold and ends its claim in one step.
     script_db("FLUSHDB")
     claims, lists = "{slk:outbox}:due", "{slk:outbox}:due:lists"
-    eq(run_script("outbox_schedule", [lists, "{slk:outbox}:due:1000"], [1000, "i/a", "i/b", "i/a"]), ["3"], "listed")
-    eq(run_script("outbox_schedule", [lists, "{slk:outbox}:due:2000"], [2000, "i/c", "i/d", "i/e"]), ["3"], "listed")
+    l1000, l2000, l3000 = (f"{{slk:outbox}}:due:{ms}" for ms in (1000, 2000, 3000))
+    eq(run_script("outbox_schedule", [lists, l1000, claims], [1000, "", "i/a", "i/b", "i/a"]), ["3"], "listed")
+    eq(run_script("outbox_schedule", [lists, l2000, claims], [2000, "", "i/c", "i/d", "i/e"]), ["3"], "listed")
     eq(script_db("ZRANGE", lists, 0, -1, "WITHSCORES"), ["1000", "1000", "2000", "2000"], "both lists named")
-    script_db("ZADD", claims, 500, "i/old", 99999, "i/d")  # an earlier version's check; a claim on i/d
-    got = run_script("outbox_due", [claims, lists, "{slk:outbox}:due:1000", "{slk:outbox}:due:2000"],
-                     [1500, 31500, 4, 1000, 2000])
+    # an earlier version's check; a claim on i/d leased far ahead (a clock that ran ahead)
+    script_db("ZADD", claims, 500, "i/old", 999999, "i/d")
+    got = run_script("outbox_due", [claims, lists, l1000, l2000], [1500, 31500, 4, 1000, 2000])
     eq(got, ["i/old", "i/a", "i/b", "i/c"], "claimed: the earlier version's check first, each hold once")
-    eq(script_db("EXISTS", "{slk:outbox}:due:1000"), ["0"], "the drained list is gone")
-    eq(script_db("LRANGE", "{slk:outbox}:due:2000", 0, -1), ["i/d", "i/e"], "the rest waits")
+    eq(script_db("EXISTS", l1000), ["0"], "the drained list is gone")
+    eq(script_db("LRANGE", l2000, 0, -1), ["i/d", "i/e"], "the rest waits")
     eq(script_db("ZRANGE", lists, 0, -1), ["2000"], "only the list that still holds checks stays named")
     eq(script_db("ZRANGE", claims, 0, -1, "WITHSCORES"),
-       ["i/a", "31500", "i/b", "31500", "i/c", "31500", "i/old", "31500", "i/d", "99999"], "claimed until 31500")
-    got = run_script("outbox_due", [claims, lists, "{slk:outbox}:due:2000"], [2500, 32500, 10, 2000])
+       ["i/a", "31500", "i/b", "31500", "i/c", "31500", "i/old", "31500", "i/d", "999999"], "claimed until 31500")
+    got = run_script("outbox_due", [claims, lists, l2000], [2500, 32500, 10, 2000])
     eq(got, ["i/e"], "i/d is left to its claim")
+    eq(script_db("ZSCORE", claims, "i/d"), ["32500"], "whose lease now ends with this claim's")
     eq(script_db("ZRANGE", lists, 0, -1), [], "no list left")
+    eq(run_script("outbox_schedule", [lists, l3000, claims], [3000, "i/a", "i/a"]), ["1"], "i/a checked again")
+    eq(script_db("ZSCORE", claims, "i/a"), [], "and its claim is over")
+    eq(script_db("ZRANGE", lists, 0, -1), ["3000"], "its list is named")
     script_db("FLUSHDB")
 
 

@@ -403,7 +403,7 @@ static void test_student_listing_member(void **state)
     assert_string_equal(got_ins, ins);
     assert_string_equal(got_uuid, uuid);
 
-    /* The text form earlier versions wrote, and the expiry schedule still writes. */
+    /* The text form earlier versions wrote (in listings and the expiry schedule). */
     char old[128];
     n = snprintf(old, sizeof(old), "%s/%s", "ins-1", uuid);
     assert_int_equal(slk_hold_member_parse(old, (size_t)n, got_ins, got_uuid), 0);
