@@ -353,6 +353,34 @@ def test_an_expiry_check_left_by_an_earlier_version_still_runs():
                what="the finished check gone from the set")
 
 
+@timeout(60)
+def test_a_batch_stays_in_the_stream_until_its_expiry_checks_are_scheduled():
+    # The mover deletes moved entries only once their holds' expiry checks are scheduled: while Redis refuses
+    # the schedule (here the lists' index is of the wrong type), the entries stay and are moved again, and once
+    # Redis takes it the hold gets its check and expires on record. Before, the entries went regardless and the
+    # hold never got its 'expired' event.
+    srv = shared()
+    ins = srv.put_instructor(hold_seconds=3)
+    lists, saved = "{slk:outbox}:due:lists", "{slk:outbox}:due:lists:saved"
+    if redis_cli("EXISTS", lists) == "1":
+        redis_cli("RENAME", lists, saved)
+    redis_cli("SET", lists, "not a sorted set")
+    try:
+        h = srv.hold(ins, *slot(9, 40))
+        wait_types(srv, h.uuid, ["held"])
+        time.sleep(1.0)  # five mover periods
+        check(h.uuid in redis_cli("XRANGE", "{slk:outbox}:stream", "-", "+"),
+              "the entry stays in the stream while its check cannot be scheduled")
+    finally:
+        redis_cli("DEL", lists)
+        redis_cli("ZUNIONSTORE", lists, "2", lists, saved)
+        redis_cli("DEL", saved)
+    evs = wait_types(srv, h.uuid, ["held", "expired"], bound=15.0)
+    check(parse_ts(evs[1]["occurred_at"]) >= parse_ts(h.data["hold_expires_at"]), f"expired too early: {evs}")
+    wait_until(lambda: h.uuid not in redis_cli("XRANGE", "{slk:outbox}:stream", "-", "+"), RECORDED_WITHIN_S,
+               what="the entry gone from the stream once scheduled")
+
+
 LUA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lua")
 SCRIPT_DB = "13"  # a database of the test Redis no server uses
 
