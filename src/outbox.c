@@ -283,9 +283,10 @@ static int64_t due_list_ms(int64_t at)
     return at > 0 ? at - at % SLK_OUTBOX_DUE_LIST_MS : 0;
 }
 
-static void due_list_key(char *buf, size_t cap, int64_t list_ms)
+/* A list's key from its name in SLK_OUTBOX_DUE_LISTS_KEY (its first ms, in decimal). */
+static void due_list_key(char *buf, size_t cap, const char *name)
 {
-    snprintf(buf, cap, SLK_OUTBOX_DUE_LIST_PREFIX "%" PRId64, list_ms);
+    snprintf(buf, cap, SLK_OUTBOX_DUE_LIST_PREFIX "%s", name);
 }
 
 /* Appends n expiry checks to the list of list_ms and ends the claim named (NULL: none) in the same step
@@ -294,8 +295,8 @@ static int schedule_checks(struct slk_redis *redis, int64_t list_ms, const char 
                            slk_redis_cb cb, void *data)
 {
     char key[64], from[24];
-    due_list_key(key, sizeof(key), list_ms);
     slk_format_i64(from, list_ms);
+    due_list_key(key, sizeof(key), from);
     const char **args = malloc((n + 2) * sizeof(*args));
     if (args == NULL)
         return SLK_ENOMEM;
@@ -752,14 +753,18 @@ static void on_damaged_dropped(void *data, redisReply *r, const char *err)
                 redis_error_text(r, err), NULL);
 }
 
-/* A member no check can read would come back with every lease: it goes. */
-static void drop_damaged(struct slk_outbox *o, const char *member, size_t len)
+/*
+ * A member of the claims' set no check can read would come back with every
+ * lease, and a name in the lists' index that names no list would stand at the
+ * head of every sweep (only this file writes either): it goes.
+ */
+static void drop_damaged(struct slk_outbox *o, const char *key, const char *member, size_t len)
 {
-    const char *argv[3] = {"ZREM", SLK_OUTBOX_DUE_KEY, member};
-    const size_t lens[3] = {4, strlen(SLK_OUTBOX_DUE_KEY), len};
-    slk_log(SLK_LOG_WARN, "damaged expiry check dropped", NULL);
+    const char *argv[3] = {"ZREM", key, member};
+    const size_t lens[3] = {4, strlen(key), len};
+    slk_log(SLK_LOG_WARN, "damaged expiry entry dropped", "key", key, NULL);
     if (slk_redis_command_argv(o->w->redis, on_damaged_dropped, NULL, 3, argv, lens) != 0)
-        slk_log(SLK_LOG_DEBUG, "damaged expiry check not removed (claimed again later)", NULL);
+        slk_log(SLK_LOG_DEBUG, "damaged expiry entry not removed (found again later)", "key", key, NULL);
 }
 
 static void check_start(struct slk_outbox *o, const char *member, size_t len, int64_t now)
@@ -769,7 +774,7 @@ static void check_start(struct slk_outbox *o, const char *member, size_t len, in
         return;
     if (len >= sizeof(c->member) || slk_hold_member_parse(member, len, c->instructor, c->uuid) != 0) {
         free(c);
-        drop_damaged(o, member, len);
+        drop_damaged(o, SLK_OUTBOX_DUE_KEY, member, len);
         return;
     }
     c->o = o;
@@ -834,18 +839,6 @@ static bool due_list_name_ok(const redisReply *e)
     return true;
 }
 
-/* A name no list has (only this file writes them) would stand at the head of every sweep's lists: it goes. */
-static void drop_damaged_list(struct slk_outbox *o, const redisReply *e)
-{
-    if (e->type != REDIS_REPLY_STRING)
-        return;
-    const char *argv[3] = {"ZREM", SLK_OUTBOX_DUE_LISTS_KEY, e->str};
-    const size_t lens[3] = {4, strlen(SLK_OUTBOX_DUE_LISTS_KEY), e->len};
-    slk_log(SLK_LOG_WARN, "damaged expiry list name dropped", NULL);
-    if (slk_redis_command_argv(o->w->redis, on_damaged_dropped, NULL, 3, argv, lens) != 0)
-        slk_log(SLK_LOG_DEBUG, "damaged expiry list name not removed", NULL);
-}
-
 /* Claims up to a batch of checks: those whose time passed in the claims' set, then from the lists found. */
 static void on_due_lists(void *data, redisReply *r, const char *err)
 {
@@ -863,10 +856,11 @@ static void on_due_lists(void *data, redisReply *r, const char *err)
     for (size_t i = 0; i < r->elements && lists < SLK_OUTBOX_SWEEP_LISTS; i++) {
         const redisReply *e = r->element[i];
         if (!due_list_name_ok(e)) {
-            drop_damaged_list(s->o, e);
+            if (e->type == REDIS_REPLY_STRING)
+                drop_damaged(s->o, SLK_OUTBOX_DUE_LISTS_KEY, e->str, e->len);
             continue;
         }
-        snprintf(list_keys[lists], sizeof(list_keys[lists]), SLK_OUTBOX_DUE_LIST_PREFIX "%s", e->str);
+        due_list_key(list_keys[lists], sizeof(list_keys[lists]), e->str);
         keys[2 + lists] = list_keys[lists];
         args[3 + lists] = e->str;
         lists++;
