@@ -385,21 +385,18 @@ LUA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "
 SCRIPT_DB = "13"  # a database of the test Redis no server uses
 
 
-def run_script(name, keys, args):
-    """lua/<name>.lua run by redis-cli in SCRIPT_DB; its --raw output as lines."""
-    url = os.environ["REDIS_URL"]
-    p = subprocess.run(["redis-cli", "-u", url, "-n", SCRIPT_DB, "--raw", "--eval", os.path.join(LUA_DIR, name + ".lua"),
-                        *keys, ",", *[str(a) for a in args]], capture_output=True, text=True, timeout=10)
-    check(p.returncode == 0 and "ERR" not in p.stdout, f"{name}.lua failed: {p.stdout} {p.stderr}")
-    return p.stdout.split()
-
-
 def script_db(*args):
+    """redis-cli in SCRIPT_DB; its --raw output as words."""
     url = os.environ["REDIS_URL"]
     p = subprocess.run(["redis-cli", "-u", url, "-n", SCRIPT_DB, "--raw", *[str(a) for a in args]],
                        capture_output=True, text=True, timeout=10)
-    check(p.returncode == 0, f"redis-cli {args[0]} failed: {p.stderr}")
+    check(p.returncode == 0 and "ERR" not in p.stdout, f"redis-cli {args[0]} failed: {p.stdout} {p.stderr}")
     return p.stdout.split()
+
+
+def run_script(name, keys, args):
+    """lua/<name>.lua run in SCRIPT_DB."""
+    return script_db("--eval", os.path.join(LUA_DIR, name + ".lua"), *keys, ",", *args)
 
 
 @timeout(30)
