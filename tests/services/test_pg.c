@@ -595,6 +595,14 @@ static void test_migrate_concurrently(void **state)
     drop_database("slk_test_migrate_concurrent", conninfo);
 }
 
+/* The versions recorded in schema_migrations, in order, comma-separated. */
+static void assert_versions(const char *conninfo, const char *want)
+{
+    char v[128];
+    scalar(conninfo, "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations", v, sizeof(v));
+    assert_string_equal(v, want);
+}
+
 static void test_migrate_failure_rolls_back(void **state)
 {
     SLK_UNUSED(state);
@@ -606,16 +614,14 @@ static void test_migrate_failure_rolls_back(void **state)
     char err[256], v[64];
     assert_int_equal(slk__pg_migrate_files(conninfo, files, 2, err, sizeof(err)), SLK_EIO);
     assert_non_null(strstr(err, "no_such_function"));
-    scalar(conninfo, "SELECT string_agg(version, ',') FROM schema_migrations", v, sizeof(v));
-    assert_string_equal(v, "001_a");
+    assert_versions(conninfo, "001_a");
     scalar(conninfo, "SELECT to_regclass('b') IS NULL", v, sizeof(v));
     assert_string_equal(v, "t");
 
     files[1].data = good;
     files[1].len = sizeof(good) - 1;
     assert_int_equal(slk__pg_migrate_files(conninfo, files, 2, err, sizeof(err)), 0);
-    scalar(conninfo, "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations", v, sizeof(v));
-    assert_string_equal(v, "001_a,002_b");
+    assert_versions(conninfo, "001_a,002_b");
     scalar(conninfo, "SELECT to_regclass('b') IS NULL", v, sizeof(v));
     assert_string_equal(v, "f");
 
@@ -647,8 +653,7 @@ static void test_migrate_concurrently_marked_file(void **state)
     char err[256], v[128];
     assert_int_equal(slk__pg_migrate_files(conninfo, files, 2, err, sizeof(err)), SLK_EIO);
     assert_non_null(strstr(err, "no_such_column"));
-    scalar(conninfo, "SELECT string_agg(version, ',') FROM schema_migrations", v, sizeof(v));
-    assert_string_equal(v, "001_t");
+    assert_versions(conninfo, "001_t");
     /* No transaction to roll back: the first index stays. */
     scalar(conninfo, "SELECT to_regclass('t_x') IS NOT NULL", v, sizeof(v));
     assert_string_equal(v, "t");
@@ -656,8 +661,7 @@ static void test_migrate_concurrently_marked_file(void **state)
     files[1].data = good;
     files[1].len = sizeof(good) - 1;
     assert_int_equal(slk__pg_migrate_files(conninfo, files, 2, err, sizeof(err)), 0);
-    scalar(conninfo, "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations", v, sizeof(v));
-    assert_string_equal(v, "001_t,002_idx");
+    assert_versions(conninfo, "001_t,002_idx");
     scalar(conninfo,
            "SELECT string_agg(c.relname || ':' || i.indisvalid || ':' || i.indisunique, ',' ORDER BY c.relname) "
            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 't'::regclass",
